@@ -1,0 +1,118 @@
+"""The `ringboard` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from agent.config import Config, ConfigError, SipSettings, find_config, load_config
+
+log = logging.getLogger("ringboard")
+
+LAB_EXTENSIONS = ("201", "202", "203")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line."""
+    parser = argparse.ArgumentParser(prog="ringboard", description="On-premises call notifier for SIP PBXs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="observe the PBX and serve the page")
+    run.add_argument("--config", type=Path, help="configuration file (default: ./ringboard.toml, then /etc/ringboard)")
+    run.add_argument("--lab", action="store_true", help="run the built-in lab PBX even if a configuration file exists")
+    run.add_argument("--port", type=int, help="HTTP port, overriding [http] port")
+
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run_command(args)
+    return 2
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Start the agent against the configured PBX, or against the lab when there is none."""
+    try:
+        path = None if args.lab else find_config(args.config)
+        config = load_config(path) if path else None
+    except ConfigError as error:
+        print(f"ringboard: {error}", file=sys.stderr)
+        return 2
+
+    _setup_logging(config.agent.log_level if config else "info")
+    if config is None:
+        return _run_lab(args.port)
+
+    if args.port:
+        config = replace(config, http=replace(config.http, port=args.port))
+    log.info("configuration read from %s", config.source)
+    asyncio.run(serve(config))
+    return 0
+
+
+async def serve(config: Config, *, ready: threading.Event | None = None) -> None:
+    """Run the call service and the web server until interrupted."""
+    from agent.runner import AgentRunner
+
+    runner = AgentRunner(config)
+    url = await runner.start()
+    print(f"Ringboard is ready: open {url} in your browser", flush=True)
+    if ready is not None:
+        ready.set()
+    try:
+        await runner.wait()
+    finally:
+        await runner.stop()
+
+
+def _run_lab(port: int | None) -> int:
+    """Start Kamailio, the simulated phones and their traffic, and observe them."""
+    from agent.lab import Lab
+
+    data_dir = Path("var")
+    lab = Lab(data_dir / "lab")
+    print("No ringboard.toml found: starting the lab (Kamailio and simulated phones on 127.0.0.1)", flush=True)
+    lab.start()
+    host, sip_port = lab.sip_address
+    config = Config(
+        sip=SipSettings(
+            server=host,
+            port=sip_port,
+            domain=lab.domain,
+            extensions=LAB_EXTENSIONS,
+            pbx="kamailio",
+            listen_host="127.0.0.1",
+            listen_port=0,
+        ),
+    )
+    config = replace(config, agent=replace(config.agent, data_dir=data_dir))
+    if port:
+        config = replace(config, http=replace(config.http, port=port))
+
+    stop_traffic = threading.Event()
+    traffic = threading.Thread(target=lab.run_traffic, args=(stop_traffic,), name="lab-traffic", daemon=True)
+    agent_ready = threading.Event()
+
+    def start_traffic() -> None:
+        agent_ready.wait()
+        print("The lab places a call every few seconds to extensions 201-203; press Ctrl-C to stop.", flush=True)
+        traffic.start()
+
+    threading.Thread(target=start_traffic, daemon=True).start()
+    try:
+        asyncio.run(serve(config, ready=agent_ready))
+    finally:
+        stop_traffic.set()
+        lab.stop()
+    return 0
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+

@@ -1,0 +1,143 @@
+"""SQLite store of call events and the calls they describe.
+
+Every event gets a `seq` from an AUTOINCREMENT key, so numbers rise strictly, are never
+reused after a purge, and survive restarts. The `calls` table holds each call's latest
+JSON form, for the snapshot and for history pages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ringboard.history")
+
+# A page of history never holds more than this many calls, so one request cannot make
+# the agent serialise the whole database.
+MAX_PAGE = 200
+
+# A reconnecting page gets at most this many missed events; a page further behind than
+# that gets a fresh snapshot instead, which already holds the current state.
+MAX_REPLAY = 5000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL,
+    extension TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL,
+    call_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY,
+    extension TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    call_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state, last_seq);
+CREATE INDEX IF NOT EXISTS events_by_call ON events (call_id);
+"""
+
+
+class HistoryError(RuntimeError):
+    """The database could not be written; the message says why."""
+
+
+class History:
+    """Calls and their numbered events in one SQLite file (WAL mode)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def record(self, call_id: str, extension: str, kind: str, call: dict[str, Any]) -> int:
+        """Store one event and the call's new form; return the event's `seq`."""
+        payload = json.dumps(call, separators=(",", ":"), ensure_ascii=False)
+        now = datetime.now(timezone.utc).isoformat()
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                cursor = self._db.execute(
+                    "INSERT INTO events (call_id, extension, kind, at, call_json) VALUES (?, ?, ?, ?, ?)",
+                    (call_id, extension, kind, now, payload),
+                )
+                seq = int(cursor.lastrowid or 0)
+                self._db.execute(
+                    "INSERT INTO calls (id, extension, state, started_at, last_seq, call_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                    "state = excluded.state, last_seq = excluded.last_seq, call_json = excluded.call_json",
+                    (call_id, extension, call["state"], call["started_at"], seq, payload),
+                )
+        except sqlite3.Error as error:
+            raise HistoryError(f"cannot store the event of call {call_id} in {self.path}: {error}") from error
+        return seq
+
+    def last_seq(self) -> int:
+        """Return the newest event number, 0 when there is none."""
+        row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def active_calls(self, extensions: set[str] | None = None) -> list[dict[str, Any]]:
+        """Return the calls that have not ended, oldest first."""
+        rows = self._db.execute("SELECT extension, call_json FROM calls WHERE state != 'ended' ORDER BY last_seq")
+        return [json.loads(payload) for extension, payload in rows if _visible(extension, extensions)]
+
+    def recent_calls(self, limit: int, extensions: set[str] | None = None, before: int | None = None) -> list[dict[str, Any]]:
+        """Return ended calls whose last event is older than `before`, newest first."""
+        limit = max(1, min(limit, MAX_PAGE))
+        query = "SELECT extension, call_json, last_seq FROM calls WHERE state = 'ended'"
+        params: list[Any] = []
+        if before is not None:
+            query += " AND last_seq < ?"
+            params.append(before)
+        query += " ORDER BY last_seq DESC"
+        calls: list[dict[str, Any]] = []
+        for extension, payload, seq in self._db.execute(query, params):
+            if _visible(extension, extensions):
+                call = json.loads(payload)
+                call["_seq"] = seq
+                calls.append(call)
+                if len(calls) >= limit:
+                    break
+        return calls
+
+    def events_since(self, seq: int, extensions: set[str] | None = None) -> list[tuple[int, str, dict[str, Any]]] | None:
+        """Return (seq, kind, call) of every event after `seq`, or None if too many to replay."""
+        count = self._db.execute("SELECT COUNT(*) FROM events WHERE seq > ?", (seq,)).fetchone()[0]
+        if count > MAX_REPLAY:
+            return None
+        rows = self._db.execute(
+            "SELECT seq, extension, kind, call_json FROM events WHERE seq > ? ORDER BY seq", (seq,)
+        )
+        return [(s, kind, json.loads(payload)) for s, extension, kind, payload in rows if _visible(extension, extensions)]
+
+    def purge(self, days: int) -> int:
+        """Delete ended calls and events older than `days`; return the number of calls removed."""
+        cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
+        with self._db:
+            removed = self._db.execute(
+                "DELETE FROM calls WHERE state = 'ended' AND started_at < ?", (cutoff,)
+            ).rowcount
+            self._db.execute("DELETE FROM events WHERE at < ?", (cutoff,))
+        if removed:
+            log.info("purged %d calls older than %d days", removed, days)
+        return removed
+
+
+def _visible(extension: str, extensions: set[str] | None) -> bool:
+    return extensions is None or extension in extensions

@@ -1,0 +1,202 @@
+"""The call pipeline: dialog-info documents in, numbered call events out.
+
+Data moves one way: the subscription source hands documents to the tracker, the
+tracker's events are stored in the history (which numbers them), and the bus sends
+them to the pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from agent.bus import EventBus
+from agent.config import Config
+from agent.history import History, HistoryError
+from agent.protocol import call_json, call_message, format_time
+from sip.dialoginfo import DialogInfoError, parse_dialog_info
+from sip.model import CallEvent
+from sip.profiles import PROFILES
+from sip.sources.subscribe import DialogSubscriptionSource
+from sip.subscription import DIALOG_INFO_TYPE, DocumentReceived, StateChanged
+from sip.tracker import CallTracker
+
+log = logging.getLogger("ringboard.service")
+
+# How often ringing calls are checked for phantoms (an `early` dialog the PBX never ended).
+EXPIRY_INTERVAL = 10.0
+
+# How often history older than `[agent] history_days` is purged.
+PURGE_INTERVAL = 3600.0
+
+# The newest ended calls that a snapshot carries when the page gives no `since`.
+SNAPSHOT_HISTORY = 50
+
+
+class CallService:
+    """Observe the configured extensions and publish their calls."""
+
+    def __init__(self, config: Config, history: History, bus: EventBus) -> None:
+        self.config = config
+        self.history = history
+        self.bus = bus
+        self.extensions = list(config.sip.extensions)
+        self.tracker = CallTracker(self.extensions, PROFILES[config.sip.pbx])
+        self.source = DialogSubscriptionSource(
+            pbx_host=config.sip.server,
+            pbx_port=config.sip.port,
+            domain=config.sip.domain,
+            extensions=self.extensions,
+            on_document=self.on_document,
+            on_state=self.on_state,
+            local_host=config.sip.listen_host,
+            local_port=config.sip.listen_port,
+            user=config.sip.user,
+            expires=config.sip.expires,
+        )
+        started = datetime.now(timezone.utc)
+        self._health: dict[str, dict[str, Any]] = {
+            extension: {"extension": extension, "state": "pending", "since": format_time(started), "reason": None}
+            for extension in self.extensions
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+        self.rejected_documents = 0
+        self.unstored_events = 0
+
+    # Lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Close calls left open by an earlier run, then start subscribing."""
+        self._close_stale_calls()
+        await self.source.start()
+        self._tasks = [
+            asyncio.create_task(self._every(EXPIRY_INTERVAL, self._expire), name="expire-phantoms"),
+            asyncio.create_task(self._every(PURGE_INTERVAL, self._purge), name="purge-history"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the timers and unsubscribe."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.source.stop()
+
+    # Source callbacks -------------------------------------------------------------------
+
+    def on_document(self, received: DocumentReceived) -> None:
+        """Apply one NOTIFY body; a malformed one is logged and skipped."""
+        extension = received.extension
+        if received.first_of_subscription:
+            self.tracker.new_subscription(extension)
+
+        content_type = (received.content_type or "").split(";")[0].strip().lower()
+        if received.body.strip() and content_type != DIALOG_INFO_TYPE:
+            self._reject(extension, f"unexpected Content-Type {content_type or '(none)'}")
+            return
+
+        try:
+            document = parse_dialog_info(received.body)
+        except DialogInfoError as error:
+            self._reject(extension, str(error))
+            return
+
+        self.publish(self.tracker.apply(extension, document, datetime.now(timezone.utc)))
+
+    def on_state(self, change: StateChanged) -> None:
+        """Record a subscription state change and tell the pages."""
+        reason = None
+        if change.reason:
+            reason = {"code": change.reason, "status": change.status}
+        self._health[change.extension] = {
+            "extension": change.extension,
+            "state": str(change.state),
+            "since": format_time(datetime.now(timezone.utc)),
+            "reason": reason,
+        }
+        self.bus.publish({"type": "health", **self.health()})
+
+    def _reject(self, extension: str, reason: str) -> None:
+        self.rejected_documents += 1
+        log.warning(
+            "extension %s: dialog-info document skipped (%s); %d skipped so far",
+            extension, reason, self.rejected_documents,
+        )
+
+    # Events ---------------------------------------------------------------------------
+
+    def publish(self, events: list[CallEvent]) -> None:
+        """Store each event, then send it to the pages of its extension."""
+        region = self.config.numbers.default_region
+        for event in events:
+            call = event.call
+            payload = call_json(call, region)
+            try:
+                seq: int | None = self.history.record(call.id, call.extension, str(event.kind), payload)
+            except HistoryError as error:
+                # The page still gets the call; it just cannot be replayed later.
+                self.unstored_events += 1
+                log.error("call %s on extension %s: %s", call.id, call.extension, error)
+                seq = None
+            log.info(
+                "call %s on extension %s: %s (%s %s)",
+                call.id, call.extension, event.kind, call.direction, call.outcome or call.state,
+            )
+            self.bus.publish(call_message(seq, event, payload), call.extension)
+
+    def health(self) -> dict[str, Any]:
+        """Return the `health` object of the protocol."""
+        subscriptions = [self._health[extension] for extension in self.extensions]
+        ok = all(item["state"] == "active" for item in subscriptions)
+        return {"status": "ok" if ok else "degraded", "subscriptions": subscriptions}
+
+    def snapshot_parts(self, since: int | None, extensions: set[str] | None) -> tuple[int, list[Any], list[Any]]:
+        """Return (seq, active calls, history) for a snapshot."""
+        seq = self.history.last_seq()
+        active = self.history.active_calls(extensions)
+        if since is None:
+            recent = self.history.recent_calls(SNAPSHOT_HISTORY, extensions)
+        else:
+            recent = [call for call in self.history.recent_calls(200, extensions) if call["_seq"] > since]
+        for call in recent:
+            call.pop("_seq", None)
+        return seq, active, recent
+
+    # Housekeeping -----------------------------------------------------------------------
+
+    def _close_stale_calls(self) -> None:
+        """End calls that were live when the agent last stopped: their end was not seen."""
+        now = format_time(datetime.now(timezone.utc))
+        for call in self.history.active_calls():
+            answered = call["state"] in ("connected", "held")
+            call.update(
+                state="ended",
+                ended_at=now,
+                outcome="answered" if answered else "missed",
+                confidence="inferred",
+                outcome_reason="agent_restarted",
+            )
+            seq = self.history.record(call["id"], call["extension"], "ended", call)
+            log.warning(
+                "call %s on extension %s was live when the agent stopped; closed as %s (inferred), event %d",
+                call["id"], call["extension"], call["outcome"], seq,
+            )
+
+    async def _every(self, interval: float, job: Any) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                job()
+            except Exception:  # A failed housekeeping round must not stop the next one.
+                log.exception("housekeeping job %s failed", job.__name__)
+
+    def _expire(self) -> None:
+        self.publish(self.tracker.expire(datetime.now(timezone.utc)))
+
+    def _purge(self) -> None:
+        started = time.monotonic()
+        self.history.purge(self.config.agent.history_days)
+        log.debug("history purge took %.3f s", time.monotonic() - started)
