@@ -117,7 +117,7 @@ async def _serve_events(websocket: WebSocket, service: CallService, bus: EventBu
     """Send a snapshot, then every live message, until either side closes."""
     client = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "unknown client"
     if not _same_origin(websocket):
-        log.warning("WebSocket from %s refused: Origin %s is not this agent", client, websocket.headers.get("origin"))
+        log.warning("WebSocket from %s rejected: Origin %s does not match this agent", client, websocket.headers.get("origin"))
         await websocket.close(code=1008)
         return
 

@@ -51,7 +51,7 @@ class AgentRunner:
                 port=self.config.http.port,
                 log_level="warning",
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                ws="websockets",
+                ws="websockets-sansio",
                 lifespan="on",
             )
         )

@@ -100,8 +100,7 @@ class DialogSubscriptionSource(asyncio.DatagramProtocol):
     # asyncio.DatagramProtocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        self._transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self._subscriber is None:

@@ -55,11 +55,14 @@ class Catalog:
         self._fallback = dict(fallback or {})
 
     def has(self, key: str) -> bool:
-        """Whether the language or the fallback has a text for `key`."""
+        """Return whether the language or the fallback has a text for `key`."""
         return key in self._messages or key in self._fallback
 
-    def text(self, key: str, **params: Any) -> str:
-        """Return the text for `key` with `params` filled in."""
+    def text(self, key: str, /, **params: Any) -> str:
+        """Return the text for `key` with `params` filled in.
+
+        `key` is positional-only, so parameters from the agent may use any name.
+        """
         template = self._messages.get(key)
         if template is None:
             template = self._fallback.get(key, key)

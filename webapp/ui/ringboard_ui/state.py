@@ -132,8 +132,8 @@ def classify_call(call: Call) -> CallKind:
     if call.direction == "outbound":
         return CallKind.OUTGOING_UNANSWERED if unanswered else CallKind.OUTGOING_ANSWERED
 
-    # Inbound and unknown directions: the PBX did not say, and most calls a
-    # receptionist watches are incoming.
+    # Inbound and unknown directions: the PBX did not report the direction, and most
+    # calls a receptionist watches are incoming.
     return CallKind.INCOMING_MISSED if unanswered else CallKind.INCOMING_ANSWERED
 
 
@@ -233,7 +233,9 @@ def parse_health(data: object) -> Health:
     if not isinstance(data, Mapping):
         raise ProtocolError(f"health must be an object, got {data!r}")
 
-    items = data.get("subscriptions") or []
+    items = data.get("subscriptions")
+    if items is None:
+        items = []
     if not isinstance(items, list):
         raise ProtocolError(f"subscriptions must be a list, got {items!r}")
 
@@ -264,7 +266,9 @@ def parse_health(data: object) -> Health:
 
 
 def _parse_calls(data: Mapping[str, Any], key: str) -> list[Call]:
-    items = data.get(key) or []
+    items = data.get(key)
+    if items is None:
+        return []
     if not isinstance(items, list):
         raise ProtocolError(f"{key} must be a list, got {items!r}")
     return [parse_call(item) for item in items]
@@ -275,7 +279,9 @@ class BoardState:
 
     `apply` takes one decoded message and returns whether anything the page shows
     changed. Call messages whose `seq` is not above the last one are duplicates or
-    arrive out of order, and are ignored. A snapshot always replaces everything.
+    arrive out of order, and are ignored. A snapshot replaces the active calls and
+    health. Its history replaces the page's on a fresh start, and is merged into it
+    on a resumed connection.
     """
 
     def __init__(self, history_limit: int = HISTORY_LIMIT) -> None:
@@ -312,11 +318,11 @@ class BoardState:
         return sorted(newest_first, key=lambda call: call.state != "ringing")
 
     def ringing_count(self) -> int:
-        """The number of calls ringing now."""
+        """Count the calls ringing now."""
         return sum(1 for call in self.active.values() if call.state == "ringing")
 
     def resume_seq(self) -> int | None:
-        """The `since` value for the next connection, or None for a fresh start."""
+        """Return the `since` value for the next connection, or None for a fresh start."""
         return self.seq
 
     def _apply_snapshot(self, message: Mapping[str, Any]) -> bool:
@@ -324,24 +330,35 @@ class BoardState:
         active = _parse_calls(message, "active")
         history = _parse_calls(message, "history")
         health_data = message.get("health")
+        health = None if health_data is None else parse_health(health_data)
+        version = message.get("version")
+        resumed = self.seq is not None
 
-        self.protocol_version = message.get("version") if isinstance(message.get("version"), int) else None
+        self.protocol_version = version if isinstance(version, int) else None
         self.seq = seq
         self.active = {call.id: call for call in active if call.is_live}
         ended = [call for call in active if not call.is_live]
-        self.history = self._dedupe(ended + history)[: self.history_limit]
-        self.health = None if health_data is None else parse_health(health_data)
+
+        # On a resumed connection (`?since=`) the agent may send only the calls that
+        # ended after `since`, so the snapshot's history is merged over the rows the
+        # page already has. A full history merges to the same list.
+        kept = [call for call in self.history if call.id not in self.active] if resumed else []
+        self.history = self._dedupe(ended + history + kept)[: self.history_limit]
+        self.health = health
         self.error = None
         return True
 
     def _apply_call(self, message: Mapping[str, Any]) -> bool:
-        seq = _seq(message)
-        if self.seq is not None and seq <= self.seq:
+        # A null seq marks an event the agent could not store: show it, but keep the
+        # last stored number for resuming.
+        seq = None if message.get("seq") is None else _seq(message)
+        if seq is not None and self.seq is not None and seq <= self.seq:
             return False
 
         call = parse_call(message.get("call"))
         event = message.get("event")
-        self.seq = seq
+        if seq is not None:
+            self.seq = seq
 
         if call.is_live:
             self.active[call.id] = call

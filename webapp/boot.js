@@ -1,0 +1,208 @@
+// Ringboard start-up, served as /app/boot.js (an ES module, no inline script).
+//
+// 1. Translate the shell's texts, so the page speaks the user's language while
+//    Python starts (about 2 s).
+// 2. Fetch /app/ui.zip while Pyodide starts from the path in
+//    <meta name="ringboard-pyodide">.
+// 3. Unpack the zip into Python's file system, import ringboard_ui.main and call
+//    start(). From then on Python owns the page.
+// Any failure shows #boot-error with the reason and sets html[data-ringboard=failed].
+//
+// Performance marks for the start-up timings: ringboard:boot, ringboard:pyodide,
+// ringboard:unpacked, and ringboard:live (set by the UI once it runs).
+
+const UI_ZIP_URL = "/app/ui.zip";
+const UI_DIR = "/home/pyodide/ringboard";
+const UI_MODULE = "ringboard_ui.main";
+const SUPPORTED_LANGUAGES = ["en", "de", "fr", "it"];
+
+// Pyodide does not reject when its WebAssembly cannot start (for example when a
+// proxy's Content-Security-Policy lacks 'wasm-unsafe-eval'); it waits forever. Python
+// starts in about 2-3 s from cache on a two-core office PC, and the first visit also
+// downloads about 13.5 MB, so a page still loading after this long is shown as failed.
+// If Python comes up later after all, the message is taken down again.
+const STARTUP_TIMEOUT_MS = 60_000;
+
+// The shell's texts before Python runs, copied from webapp/ui/ringboard_ui/locales.
+// tests/webapp/test_i18n.py checks that they match the catalogues and cover every
+// data-i18n key of index.html. The block between the markers must stay valid JSON.
+const BOOT_TEXTS = /* BOOT_TEXTS_BEGIN */ {
+  "en": {
+    "shell.loading": "Starting Ringboard…",
+    "boot.failed": "Ringboard could not start. Check the network connection, then reload the page.",
+    "boot.reload": "Reload",
+    "section.active": "Active Calls",
+    "section.history": "Call History",
+    "empty.active": "No active calls",
+    "empty.history": "No calls yet",
+    "status.connecting": "Connecting…",
+    "status.connecting.hint": "Connecting to the Ringboard server"
+  },
+  "de": {
+    "shell.loading": "Ringboard wird gestartet…",
+    "boot.failed": "Ringboard konnte nicht starten. Prüfen Sie die Netzwerkverbindung und laden Sie die Seite neu.",
+    "boot.reload": "Neu laden",
+    "section.active": "Aktive Anrufe",
+    "section.history": "Anrufliste",
+    "empty.active": "Keine aktiven Anrufe",
+    "empty.history": "Noch keine Anrufe",
+    "status.connecting": "Verbinde…",
+    "status.connecting.hint": "Verbindung zum Ringboard-Server wird aufgebaut"
+  },
+  "fr": {
+    "shell.loading": "Démarrage de Ringboard…",
+    "boot.failed": "Ringboard n’a pas pu démarrer. Vérifiez la connexion réseau, puis rechargez la page.",
+    "boot.reload": "Recharger",
+    "section.active": "Appels en cours",
+    "section.history": "Historique des appels",
+    "empty.active": "Aucun appel en cours",
+    "empty.history": "Aucun appel pour l’instant",
+    "status.connecting": "Connexion…",
+    "status.connecting.hint": "Connexion au serveur Ringboard en cours"
+  },
+  "it": {
+    "shell.loading": "Avvio di Ringboard…",
+    "boot.failed": "Impossibile avviare Ringboard. Verificare la connessione di rete, poi ricaricare la pagina.",
+    "boot.reload": "Ricarica",
+    "section.active": "Chiamate attive",
+    "section.history": "Cronologia chiamate",
+    "empty.active": "Nessuna chiamata attiva",
+    "empty.history": "Ancora nessuna chiamata",
+    "status.connecting": "Connessione…",
+    "status.connecting.hint": "Connessione al server Ringboard in corso"
+  }
+} /* BOOT_TEXTS_END */;
+
+/** Return the first supported language of the browser's list, as the UI's i18n does. */
+function chooseLanguage() {
+  const tags = navigator.languages?.length ? navigator.languages : [navigator.language ?? ""];
+  for (const tag of tags) {
+    const primary = String(tag).trim().toLowerCase().replace("_", "-").split("-")[0];
+    if (SUPPORTED_LANGUAGES.includes(primary)) {
+      return primary;
+    }
+  }
+  return "en";
+}
+
+/** Set the shell's texts and the page language from BOOT_TEXTS. */
+function translateShell(language) {
+  const texts = BOOT_TEXTS[language] ?? BOOT_TEXTS.en;
+  document.documentElement.lang = language;
+
+  for (const node of document.querySelectorAll("[data-i18n]")) {
+    const text = texts[node.dataset.i18n];
+    if (text !== undefined) {
+      node.textContent = text;
+    }
+  }
+  for (const node of document.querySelectorAll("[data-i18n-title]")) {
+    const text = texts[node.dataset.i18nTitle];
+    if (text !== undefined) {
+      node.title = text;
+    }
+  }
+}
+
+/** Return the absolute Pyodide base URL from the meta tag the agent fills in. */
+function pyodideBaseUrl() {
+  const content = document.querySelector('meta[name="ringboard-pyodide"]')?.content ?? "";
+  if (!content || content.includes("{{")) {
+    throw new Error(
+      "the page has no Pyodide path: the server did not fill in the ringboard-pyodide meta tag",
+    );
+  }
+  const base = new URL(content, location.href);
+  if (!base.pathname.endsWith("/")) {
+    base.pathname += "/";
+  }
+  return base.href;
+}
+
+/** Fetch the UI's zip; revalidated on every start because its URL has no version. */
+async function fetchUiZip() {
+  const response = await fetch(UI_ZIP_URL, { cache: "no-cache" });
+  if (!response.ok) {
+    throw new Error(`GET ${UI_ZIP_URL} failed: HTTP ${response.status}`);
+  }
+  return response.arrayBuffer();
+}
+
+/** Import pyodide.mjs from the base URL and start the interpreter. */
+async function loadRuntime(baseUrl) {
+  const { loadPyodide } = await import(new URL("pyodide.mjs", baseUrl).href);
+  const pyodide = await loadPyodide({ indexURL: baseUrl });
+  performance.mark("ringboard:pyodide");
+  return pyodide;
+}
+
+/** Unpack the UI into UI_DIR, put it on sys.path, import the UI and start it. */
+function startUi(pyodide, zip) {
+  pyodide.unpackArchive(zip, "zip", { extractDir: UI_DIR });
+
+  const sys = pyodide.pyimport("sys");
+  const path = sys.path;
+  path.insert(0, UI_DIR);
+  path.destroy();
+  sys.destroy();
+  performance.mark("ringboard:unpacked");
+
+  const main = pyodide.pyimport(UI_MODULE);
+  try {
+    main.start();
+  } finally {
+    main.destroy();
+  }
+}
+
+/**
+ * Show #boot-error with the first reason reported; the details are in English for
+ * whoever supports the office.
+ */
+function showFailure(error) {
+  const state = document.documentElement.dataset.ringboard;
+  if (state === "live" || state === "failed") {
+    return;
+  }
+  console.error("Ringboard could not start:", error);
+  document.documentElement.dataset.ringboard = "failed";
+  document.getElementById("loading").hidden = true;
+  document.getElementById("boot-error-detail").textContent = String(error?.message ?? error);
+  document.getElementById("boot-error").hidden = false;
+}
+
+/** Report a script-src violation before the UI runs: Pyodide would otherwise hang. */
+function onPolicyViolation(event) {
+  if (event.violatedDirective.startsWith("script-src")) {
+    showFailure(new Error(
+      `the Content-Security-Policy blocked ${event.blockedURI || "a script"} (${event.violatedDirective}); ` +
+      "Pyodide needs script-src 'self' 'wasm-unsafe-eval'",
+    ));
+  }
+}
+
+async function boot() {
+  performance.mark("ringboard:boot");
+  translateShell(chooseLanguage());
+  document.getElementById("boot-reload").addEventListener("click", () => location.reload());
+  document.addEventListener("securitypolicyviolation", onPolicyViolation);
+  const timer = setTimeout(
+    () => showFailure(new Error(`Python did not start within ${STARTUP_TIMEOUT_MS / 1000} s`)),
+    STARTUP_TIMEOUT_MS,
+  );
+
+  try {
+    const baseUrl = pyodideBaseUrl();
+    const zip = fetchUiZip();
+    const [pyodide, zipBuffer] = await Promise.all([loadRuntime(baseUrl), zip]);
+    startUi(pyodide, zipBuffer);
+  } finally {
+    clearTimeout(timer);
+    document.removeEventListener("securitypolicyviolation", onPolicyViolation);
+  }
+
+  // Python came up after a timeout or violation was reported: take the message down.
+  document.getElementById("boot-error").hidden = true;
+}
+
+boot().catch(showFailure);

@@ -1,0 +1,137 @@
+"""The UI's entry point: `start()` wires state, view and the event connection in the page.
+
+boot.js imports this module in Pyodide and calls `start()` once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .connection import EventConnection, events_url
+from .i18n import choose_language, load_catalog
+from .state import BoardState, ProtocolError
+from .view import STATUS_ID, BoardView
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+
+
+def utc_now() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+class Board:
+    """Applies WebSocket messages to the state and renders every change."""
+
+    def __init__(self, view: BoardView, state: BoardState) -> None:
+        self.view = view
+        self.state = state
+
+    def handle_text(self, text: str) -> str | None:
+        """Apply one message; return its `type`, or None when it was invalid and ignored."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            log.warning("ignored a WebSocket message that is not JSON: %.120r", text)
+            return None
+
+        kind = message.get("type") if isinstance(message, dict) else None
+        try:
+            changed = self.state.apply(message)
+        except ProtocolError as error:
+            log.warning("ignored an invalid %r message: %s", kind, error)
+            return None
+
+        if changed:
+            self.view.render(self.state, utc_now())
+        return kind
+
+    async def tick_forever(self) -> None:
+        """Update live talk times once a second, just after each full second."""
+        while True:
+            now = utc_now()
+            await asyncio.sleep(TICK_SECONDS - now.microsecond / 1_000_000 + 0.01)
+            self.view.tick(utc_now())
+
+
+@dataclass
+class RunningPage:
+    """The objects `start` created, kept so that the tasks and listener proxies stay referenced."""
+
+    board: Board
+    connection: EventConnection
+    listeners: Any
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+_page: RunningPage | None = None
+
+
+def start() -> None:
+    """Translate the shell, render the empty board and start the event connection."""
+    global _page
+    if _page is not None:
+        log.warning("start() called again; the UI is already running")
+        return
+
+    from . import dom
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    texts = load_catalog(choose_language(dom.preferred_languages()))
+    browser_dom = dom.BrowserDom()
+    view = BoardView(browser_dom, texts)
+    state = BoardState()
+    board = Board(view, state)
+    protocol, host = dom.page_location()
+
+    def on_message(text: str) -> None:
+        if board.handle_text(text) == "snapshot":
+            connection.confirm_live()
+
+    connection = EventConnection(
+        url_for_next_attempt=lambda: events_url(protocol, host, state.resume_seq()),
+        open_socket=dom.open_socket,
+        on_message=on_message,
+        on_status=view.show_connection,
+    )
+
+    def on_visibility_change(event: Any) -> None:
+        if dom.page_visible():
+            connection.reconnect_now()
+
+    listeners = dom.Listeners()
+    listeners.add(browser_dom.element_by_id(STATUS_ID), "click", lambda event: connection.reconnect_now())
+    listeners.add(dom.window(), "online", lambda event: connection.reconnect_now())
+    listeners.add(dom.document(), "visibilitychange", on_visibility_change)
+
+    view.translate_shell()
+    view.show_connection("connecting")
+    view.render(state, utc_now())
+    view.mark_live()
+
+    page = RunningPage(board=board, connection=connection, listeners=listeners)
+    page.tasks.add(asyncio.ensure_future(connection.run()))
+    page.tasks.add(asyncio.ensure_future(board.tick_forever()))
+    _page = page
+    dom.mark("ringboard:live")
+    log.info("Ringboard UI started in %s", texts.language)
+
+
+def stop() -> None:
+    """Cancel the tasks, close the socket and free the listener proxies."""
+    global _page
+    page, _page = _page, None
+    if page is None:
+        return
+
+    for task in page.tasks:
+        task.cancel()
+    page.listeners.dispose()
