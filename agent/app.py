@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -77,6 +78,19 @@ def create_app(service: CallService, bus: EventBus, data_dir: Path) -> Starlette
         health = service.health()
         return JSONResponse(health, status_code=200 if health["status"] == "ok" else 503)
 
+    allowed = [ipaddress.ip_network(network) for network in service.config.http.metrics_allow]
+
+    async def metrics(request: Request) -> Response:
+        client = request.client.host if request.client else ""
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            address = None
+        if address is None or not any(address in network for network in allowed):
+            log.warning("GET /metrics from %s rejected: not in [http] metrics_allow", client)
+            return PlainTextResponse("forbidden\n", status_code=403)
+        return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
     async def history_page(request: Request) -> Response:
         try:
             before = _optional_int(request.query_params.get("before"))
@@ -104,6 +118,7 @@ def create_app(service: CallService, bus: EventBus, data_dir: Path) -> Starlette
         webapp_file("style.css", "text/css"),
         Route("/app/ui.zip", ui_archive),
         Route("/healthz", healthz),
+        Route("/metrics", metrics),
         Route("/api/history", history_page),
         WebSocketRoute("/api/events", events),
         Mount("/vendor/pyodide/" + PYODIDE_VERSION, ImmutableFiles(directory=PYODIDE_DIR, check_dir=False)),

@@ -43,6 +43,7 @@ class HttpSettings:
 
     host: str = "127.0.0.1"
     port: int = 8080
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +117,11 @@ def parse_config(raw: dict[str, Any]) -> Config:
     )
 
     http_raw = _table(raw, "http")
-    _reject_unknown(http_raw, "http", {"host", "port"})
+    _reject_unknown(http_raw, "http", {"host", "port", "metrics_allow"})
     http = HttpSettings(
         host=_loopback_host(http_raw, "http.host", "127.0.0.1"),
-        port=_integer(http_raw, "http.port", 8080, minimum=1, maximum=65535),
+        port=_integer(http_raw, "http.port", 8080, minimum=0, maximum=65535),
+        metrics_allow=_networks(http_raw, "http.metrics_allow", ("127.0.0.0/8", "::1/128")),
     )
 
     sip_raw = _table(raw, "sip")
@@ -202,6 +204,19 @@ def _ip_address(raw: dict[str, Any], key: str, default: str) -> str:
     except ValueError:
         raise ConfigError(f'{_label(key)} = "{value}" is not an IP address, e.g. "0.0.0.0" for every interface') from None
     return value
+
+
+def _networks(raw: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = raw.get(key.split(".")[-1], list(default))
+    if not isinstance(value, list):
+        raise ConfigError(f'{_label(key)} must be a list of addresses or networks, e.g. ["127.0.0.1", "10.0.0.0/8"]')
+    networks: list[str] = []
+    for item in value:
+        try:
+            networks.append(str(ipaddress.ip_network(str(item), strict=False)))
+        except ValueError:
+            raise ConfigError(f'{_label(key)}: "{item}" is not an IP address or network such as "10.0.0.0/8"') from None
+    return tuple(networks)
 
 
 def _loopback_host(raw: dict[str, Any], key: str, default: str) -> str:

@@ -11,6 +11,7 @@ from agent.app import create_app
 from agent.bus import EventBus
 from agent.config import Config
 from agent.history import History
+from agent.metrics import Registry
 from agent.service import CallService
 
 log = logging.getLogger("ringboard")
@@ -29,7 +30,9 @@ class AgentRunner:
         self.config = config
         self.history = History(config.agent.data_dir / "ringboard.sqlite3")
         self.bus = EventBus()
-        self.service = CallService(config, self.history, self.bus)
+        self.metrics = Registry()
+        self.service = CallService(config, self.history, self.bus, self.metrics)
+        self.metrics.gauge("ringboard_websocket_clients", "connected page WebSockets", lambda: {(): float(self.bus.client_count)})
         self.server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
 

@@ -16,6 +16,7 @@ from typing import Any
 from agent.bus import EventBus
 from agent.config import Config
 from agent.history import History, HistoryError
+from agent.metrics import Registry
 from agent.protocol import call_json, call_message, format_time
 from sip.dialoginfo import DialogInfoError, parse_dialog_info
 from sip.model import CallEvent
@@ -39,8 +40,9 @@ SNAPSHOT_HISTORY = 50
 class CallService:
     """Observe the configured extensions and publish their calls."""
 
-    def __init__(self, config: Config, history: History, bus: EventBus) -> None:
+    def __init__(self, config: Config, history: History, bus: EventBus, metrics: Registry | None = None) -> None:
         self.config = config
+        self.metrics = metrics or Registry()
         self.history = history
         self.bus = bus
         self.extensions = list(config.sip.extensions)
@@ -65,6 +67,19 @@ class CallService:
         self._tasks: list[asyncio.Task[None]] = []
         self.rejected_documents = 0
         self.unstored_events = 0
+        self._documents = self.metrics.counter(
+            "ringboard_dialog_documents_total", "dialog-info documents received, by result (applied or rejected)"
+        )
+        self._events = self.metrics.counter("ringboard_call_events_total", "call events published, by kind")
+        self._unstored = self.metrics.counter(
+            "ringboard_call_events_unstored_total", "call events sent to pages but not stored in the history"
+        )
+        self.metrics.gauge("ringboard_subscriptions", "monitored extensions by subscription state", self._count_states)
+        self.metrics.gauge(
+            "ringboard_sip_messages_dropped",
+            "SIP datagrams that were not valid SIP or matched no transaction",
+            lambda: {(): float(self.source.dropped)},
+        )
 
     # Lifecycle ---------------------------------------------------------------------
 
@@ -104,6 +119,7 @@ class CallService:
             self._reject(extension, str(error))
             return
 
+        self._documents.inc(result="applied")
         self.publish(self.tracker.apply(extension, document, datetime.now(timezone.utc)))
 
     def on_state(self, change: StateChanged) -> None:
@@ -121,6 +137,7 @@ class CallService:
 
     def _reject(self, extension: str, reason: str) -> None:
         self.rejected_documents += 1
+        self._documents.inc(result="rejected")
         log.warning(
             "extension %s: dialog-info document skipped (%s); %d skipped so far",
             extension, reason, self.rejected_documents,
@@ -139,8 +156,10 @@ class CallService:
             except HistoryError as error:
                 # The page still gets the call; it just cannot be replayed later.
                 self.unstored_events += 1
+                self._unstored.inc()
                 log.error("call %s on extension %s: %s", call.id, call.extension, error)
                 seq = None
+            self._events.inc(kind=str(event.kind))
             log.info(
                 "call %s on extension %s: %s (%s %s)",
                 call.id, call.extension, event.kind, call.direction, call.outcome or call.state,
@@ -152,6 +171,13 @@ class CallService:
         subscriptions = [self._health[extension] for extension in self.extensions]
         ok = all(item["state"] == "active" for item in subscriptions)
         return {"status": "ok" if ok else "degraded", "subscriptions": subscriptions}
+
+    def _count_states(self) -> dict[tuple[tuple[str, str], ...], float]:
+        counts: dict[tuple[tuple[str, str], ...], float] = {}
+        for item in self._health.values():
+            key = (("state", item["state"]),)
+            counts[key] = counts.get(key, 0.0) + 1
+        return counts
 
     def snapshot_parts(self, since: int | None, extensions: set[str] | None) -> tuple[int, list[Any], list[Any]]:
         """Return (seq, active calls, history) for a snapshot."""

@@ -25,8 +25,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="Run Kamailio with simulated phones 201-203 and ring group 600 on 127.0.0.1, "
         "and place a mix of calls through it until Ctrl-C.",
     )
-    parser.add_argument("--workdir", type=Path, default=Path("var/lab"), help="directory for configuration and logs (default: var/lab)")
-    parser.add_argument("--sip-port", type=int, default=DEFAULT_SIP_PORT, help=f"UDP and TCP port of Kamailio; 0 picks a free one (default: {DEFAULT_SIP_PORT})")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("var/lab"), help="directory for configuration and logs (default: var/lab)"
+    )
+    parser.add_argument(
+        "--sip-port",
+        type=int,
+        default=DEFAULT_SIP_PORT,
+        help=f"UDP and TCP port of Kamailio, or 0 for a free port (default: {DEFAULT_SIP_PORT})",
+    )
     parser.add_argument("--no-traffic", action="store_true", help="start the PBX and phones but place no calls")
     parser.add_argument("--seed", type=int, default=None, help="random seed of the call mix, for a repeatable sequence")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every call placed and ended")
@@ -40,7 +47,10 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the lab, print its SIP address, run the traffic until interrupted."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # SIGTERM ends the lab the same way as Ctrl-C, so Kamailio and SIPp stop too.
     signal.signal(signal.SIGTERM, _raise_interrupt)
 

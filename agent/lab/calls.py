@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.lab.processes import LOOPBACK, ChildProcess, Guard, free_port, log_tail
+from agent.lab.processes import LOOPBACK, ChildProcess, Guard, log_tail
 from agent.lab.sipp import base_argv, keyword_argv, write_scenario
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 # The carrier's phone process answers for every number outside the PBX under this name.
 EXTERNAL_PARTY = "external"
 
-# What a withheld caller's From and P-Asserted-Identity carry (RFC 3323 section 4.1.1.3).
+# From and P-Asserted-Identity of a withheld caller: the anonymous URI of RFC 3323.
 ANONYMOUS_URI = "sip:anonymous@anonymous.invalid"
 ANONYMOUS_NAME = "Anonymous"
 
@@ -35,7 +35,7 @@ AnswerAfter = float | None | Mapping[str, float | None]
 
 @dataclass(frozen=True)
 class CallPlan:
-    """What one call does: who calls whom, who answers when, and how it ends."""
+    """Plan of one call: caller, callee, when each phone answers, and how the call ends."""
 
     to: str
     caller: str
@@ -167,7 +167,7 @@ def place_call(plan: CallPlan, pbx_port: int, domain: str, workdir: Path, guard:
     }
     timeout = plan.ring_time() + plan.talk + CALL_TIMEOUT_MARGIN_SECONDS
 
-    argv = base_argv(scenario, free_port(), errors_path) + keyword_argv(keywords)
+    argv = base_argv(scenario, errors_path) + keyword_argv(keywords)
     argv += [
         "-m", "1",
         "-d", str(pause_ms),
@@ -183,6 +183,9 @@ def place_call(plan: CallPlan, pbx_port: int, domain: str, workdir: Path, guard:
     )
 
     caller = ANONYMOUS_NAME if plan.withheld else f"{plan.caller} ({plan.display})"
-    ending = f"caller hangs up after {plan.talk:g} s" if plan.cancel_after is None else f"caller cancels after {plan.cancel_after:g} s"
+    if plan.cancel_after is None:
+        ending = f"caller hangs up after {plan.talk:g} s"
+    else:
+        ending = f"caller cancels after {plan.cancel_after:g} s"
     log.info("call %s: %s -> %s, answer %s, %s", call_id, caller, plan.to, plan.answer_header(), ending)
     return CallHandle(call_id, plan, process, errors_path)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 from agent.lab import calls, traffic
 from agent.lab.calls import EXTERNAL_PARTY, AnswerAfter, CallHandle, CallPlan
 from agent.lab.pbx import EXTENSION_REGEX, Pbx, PbxSettings
-from agent.lab.phones import Phone, register, start_phone
+from agent.lab.phones import REGISTER_TIMEOUT_SECONDS, Phone, register, start_phone
 from agent.lab.processes import LOOPBACK, Guard, LabError, free_port
 
 log = logging.getLogger(__name__)
@@ -31,11 +33,18 @@ REGISTER_EXPIRES_SECONDS = 3600
 REGISTER_REFRESH_SECONDS = REGISTER_EXPIRES_SECONDS / 2
 
 DEFAULT_CALLER = "+41441234567"
+DEFAULT_ANSWER_AFTER_SECONDS = 3.0
 
 # Time for running callers to end when the lab stops, before they are killed.
 CALL_STOP_GRACE_SECONDS = 1.0
 
 _EXTENSION = re.compile(EXTENSION_REGEX)
+
+
+class _Unset(enum.Enum):
+    """Marks an argument the caller left out (None has a meaning of its own)."""
+
+    ANSWER_AFTER = enum.auto()
 
 
 class Lab:
@@ -64,7 +73,7 @@ class Lab:
     # ----- life cycle -----
 
     def start(self) -> None:
-        """Start Kamailio, the carrier and the phones; return when all phones are registered.
+        """Start Kamailio, the carrier and the phones, and return once every phone is registered.
 
         Raises LabError with the end of Kamailio's log when something fails.
         """
@@ -85,7 +94,8 @@ class Lab:
 
         self._refresher = threading.Thread(target=self._refresh_registrations, name="lab-register", daemon=True)
         self._refresher.start()
-        log.info("lab ready: sip:%s:%d, domain %s, extensions %s", LOOPBACK, self.sip_port, self.domain, " ".join(self.extensions))
+        extensions = " ".join(self.extensions)
+        log.info("lab ready: sip:%s:%d, domain %s, extensions %s", LOOPBACK, self.sip_port, self.domain, extensions)
 
     def _start_processes(self) -> None:
         self._sip_port = self._requested_port or free_port()
@@ -119,6 +129,10 @@ class Lab:
     def stop(self) -> None:
         """Stop every call, phone and Kamailio; safe to call more than once."""
         self._stopping.set()
+        if self._refresher is not None:
+            # A renewal in progress ends within the REGISTER timeout.
+            self._refresher.join(timeout=REGISTER_TIMEOUT_SECONDS + 2)
+            self._refresher = None
 
         with self._calls_lock:
             running = [handle for handle in self._calls if not handle.done]
@@ -172,6 +186,15 @@ class Lab:
     def kamailio_log(self) -> Path:
         return self.workdir / "kamailio.log"
 
+    def process_groups(self) -> list[int]:
+        """Return the process group ids of Kamailio, the phones and the carrier."""
+        groups = [phone.process.pid for phone in self._phones.values()]
+        if self._carrier is not None:
+            groups.append(self._carrier.process.pid)
+        if self._pbx is not None and self._pbx.pid is not None:
+            groups.append(self._pbx.pid)
+        return groups
+
     def phone_trace(self, extension: str) -> Path:
         """Return the SIP message trace of a phone (or of "external", the carrier)."""
         return self.workdir / f"phone-{extension}-messages.log"
@@ -187,7 +210,7 @@ class Lab:
         to: str,
         caller: str = DEFAULT_CALLER,
         display: str | None = None,
-        answer_after: AnswerAfter = 3.0,
+        answer_after: AnswerAfter | Literal[_Unset.ANSWER_AFTER] = _Unset.ANSWER_AFTER,
         talk: float = 2.0,
         cancel_after: float | None = None,
         withheld: bool = False,
@@ -200,11 +223,12 @@ class Lab:
         answer_after: seconds until the callee answers, None for never, or per
         member of the ring group ({"201": 2.0, "202": None}); a single number for
         the ring group is the first member's delay while the others never answer.
+        Default: 3 s, or never when cancel_after is set.
         talk: seconds between answer and the caller's BYE.
         cancel_after: seconds of ringing after which the caller CANCELs.
         """
-        if not self.running:
-            raise LabError("lab not running: call start() first")
+        if answer_after is _Unset.ANSWER_AFTER:
+            answer_after = None if cancel_after is not None else DEFAULT_ANSWER_AFTER_SECONDS
 
         plan = CallPlan(
             to=to,
@@ -215,8 +239,13 @@ class Lab:
             talk=talk,
             cancel_after=cancel_after,
         )
-        handle = calls.place_call(plan, self.sip_port, self.domain, self.workdir, self._guard)
+
+        # stop() sets _stopping before it takes the lock, so a call is either
+        # refused here or placed and then stopped with the lab.
         with self._calls_lock:
+            if not self.running:
+                raise LabError("lab not running: call start() first")
+            handle = calls.place_call(plan, self.sip_port, self.domain, self.workdir, self._guard)
             self._calls = [known for known in self._calls if not known.done]
             self._calls.append(handle)
         return handle
@@ -241,6 +270,20 @@ class Lab:
             return {to: answer_after}
         return {EXTERNAL_PARTY: answer_after}
 
-    def run_traffic(self, stop_event: threading.Event, seed: int | None = None) -> int:
-        """Place the realistic mix of calls until stop_event is set (or the lab stops)."""
-        return traffic.run_traffic(self, stop_event, seed)
+    def run_traffic(
+        self,
+        stop_event: threading.Event,
+        seed: int | None = None,
+        time_scale: float = 1.0,
+        on_call: Callable[[str, CallHandle], None] | None = None,
+    ) -> int:
+        """Place the realistic mix of calls until stop_event is set or the lab stops.
+
+        Returns the number of calls placed; see traffic.run_traffic for the arguments.
+        """
+        return traffic.run_traffic(self, stop_event, seed, time_scale, on_call)
+
+    def active_calls(self) -> list[CallHandle]:
+        """Return the calls that have not ended yet."""
+        with self._calls_lock:
+            return [handle for handle in self._calls if not handle.done]

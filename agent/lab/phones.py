@@ -15,8 +15,9 @@ from agent.lab.sipp import base_argv, keyword_argv, write_scenario
 log = logging.getLogger(__name__)
 
 # The phone scenario counts ring time in CANCEL waits of this length, so answer
-# delays are rounded up to it.
-RING_TICK_MS = 100
+# delays are rounded up to it. SIPp logs one line per wait, so shorter ticks
+# fill the phone's error log faster.
+RING_TICK_MS = 250
 
 # SIPp binds its port within a few milliseconds; a slow CI machine gets more.
 BIND_TIMEOUT_SECONDS = 10.0
@@ -56,7 +57,7 @@ def start_phone(extension: str, workdir: Path, guard: Guard | None = None) -> Ph
     log_path = workdir / f"phone-{extension}.log"
     trace_path = workdir / f"phone-{extension}-messages.log"
 
-    argv = base_argv(scenario, port, workdir / f"phone-{extension}-errors.log")
+    argv = base_argv(scenario, workdir / f"phone-{extension}-errors.log", local_port=port)
     argv += [
         "-trace_msg",
         "-message_file", str(trace_path),
@@ -99,7 +100,7 @@ def register(
         "contact_port": str(contact_port),
         "expires": str(expires),
     }
-    argv = base_argv(scenario, free_port(), errors) + keyword_argv(keywords)
+    argv = base_argv(scenario, errors) + keyword_argv(keywords)
     argv += ["-m", "1", "-cid_str", f"register-{extension}-{uuid.uuid4().hex[:12]}@%s", f"{LOOPBACK}:{pbx_port}"]
 
     process = ChildProcess(

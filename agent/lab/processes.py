@@ -36,7 +36,7 @@ def free_port() -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind((LOOPBACK, 0))
-            port = udp.getsockname()[1]
+            port: int = udp.getsockname()[1]
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
                 try:
                     tcp.bind((LOOPBACK, port))
@@ -48,12 +48,12 @@ def free_port() -> int:
 
 def udp_port_bound(port: int) -> bool:
     """Tell whether some process has bound UDP 127.0.0.1:port (reads /proc/net/udp)."""
-    wanted = f"0100007F:{port:04X}"
+    expected = f"0100007F:{port:04X}"
     try:
         lines = Path("/proc/net/udp").read_text().splitlines()[1:]
     except OSError:
         return False
-    return any(line.split()[1] == wanted for line in lines if len(line.split()) > 1)
+    return any(line.split()[1] == expected for line in lines if len(line.split()) > 1)
 
 
 def find_program(name: str, package: str) -> str:
@@ -84,8 +84,10 @@ class Guard:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Run by path: guard.py needs only the standard library, so it starts
+        # even where the agent package is not importable from the current directory.
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "agent.lab.guard"],
+            [sys.executable, str(Path(__file__).with_name("guard.py"))],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
@@ -110,7 +112,7 @@ class Guard:
         self._write(f"-{pgid}")
 
     def close(self) -> None:
-        """Close the pipe; the guard then ends the groups still listed and exits."""
+        """Close the pipe, so the guard ends the groups still listed and exits."""
         stdin = self._process.stdin
         if stdin is not None and not stdin.closed:
             with self._lock:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -20,20 +22,28 @@ def write_scenario(name: str, workdir: Path, values: Mapping[str, str] | None = 
     text = render_template(template, values or {})
     target = workdir / "scenarios" / f"{name}{suffix}.xml"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+
+    # Calls start from several threads, and no SIPp process may read a half-written file.
+    partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    partial.write_text(text)
+    os.replace(partial, target)
     return target
 
 
-def base_argv(scenario: Path, local_port: int, error_file: Path) -> list[str]:
-    """Return the SIPp options every lab process uses: loopback only, no terminal."""
-    # -bind_local makes SIPp bind 127.0.0.1 rather than every address;
+def base_argv(scenario: Path, error_file: Path, local_port: int | None = None) -> list[str]:
+    """Return the SIPp options every lab process uses: loopback only, no terminal.
+
+    Without local_port, the kernel picks a free port when SIPp binds.
+    """
+    port_argv = [] if local_port is None else ["-p", str(local_port)]
+    # -bind_local makes SIPp bind 127.0.0.1 rather than every address.
     # -mi and -ci do the same for its media and control sockets, whose ports
     # SIPp raises by itself when taken.
     return [
         sipp_program(),
         "-sf", str(scenario),
         "-i", LOOPBACK,
-        "-p", str(local_port),
+        *port_argv,
         "-bind_local",
         "-mi", LOOPBACK,
         "-ci", LOOPBACK,

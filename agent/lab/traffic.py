@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from agent.lab.processes import LabError
+
 if TYPE_CHECKING:
     from agent.lab.calls import CallHandle
     from agent.lab.lab import Lab
@@ -44,9 +46,10 @@ def load_contacts() -> list[Contact]:
 class TrafficMix:
     """Draws the next call of the mix, with its caller, callee and timing."""
 
-    def __init__(self, lab: Lab, rng: random.Random) -> None:
+    def __init__(self, lab: Lab, rng: random.Random, time_scale: float = 1.0) -> None:
         self.lab = lab
         self.rng = rng
+        self.time_scale = time_scale
         self.contacts = load_contacts()
         # Kind of call and its weight: mostly answered and missed inbound calls.
         self.kinds: Sequence[tuple[str, int, Callable[[], dict[str, Any]]]] = (
@@ -68,7 +71,7 @@ class TrafficMix:
         return names[index], self.kinds[index][2]()
 
     def _seconds(self, bounds: tuple[float, float]) -> float:
-        return round(self.rng.uniform(*bounds), 1)
+        return round(self.rng.uniform(*bounds) * self.time_scale, 1)
 
     def _contact(self) -> Contact:
         return self.rng.choice(self.contacts)
@@ -170,24 +173,42 @@ def _report_finished(active: list[CallHandle]) -> list[CallHandle]:
     return running
 
 
-def run_traffic(lab: Lab, stop_event: threading.Event, seed: int | None = None) -> int:
+def run_traffic(
+    lab: Lab,
+    stop_event: threading.Event,
+    seed: int | None = None,
+    time_scale: float = 1.0,
+    on_call: Callable[[str, CallHandle], None] | None = None,
+) -> int:
     """Place calls of the mix every few seconds until stop_event is set; return the count.
 
+    time_scale multiplies every ring, talk and pause time (0.3 runs the mix
+    about three times faster). on_call receives the kind and handle of each call.
     Calls still running when it returns go on until they end or the lab stops.
     """
+    if time_scale <= 0:
+        raise ValueError(f"time_scale must be positive, not {time_scale}")
     rng = random.Random(seed)
-    mix = TrafficMix(lab, rng)
+    mix = TrafficMix(lab, rng, time_scale)
     active: list[CallHandle] = []
     placed = 0
-    log.info("traffic started: a call every %g-%g s", *CALL_INTERVAL_SECONDS)
+    low, high = (bound * time_scale for bound in CALL_INTERVAL_SECONDS)
+    log.info("traffic started: a call every %.1f-%.1f s", low, high)
 
     while not stop_event.is_set() and lab.running:
         kind, arguments = mix.next_call()
-        handle = lab.call(**arguments)
+        try:
+            handle = lab.call(**arguments)
+        except LabError as error:
+            log.warning("traffic stopped: the lab no longer takes calls: %s", error)
+            break
+
         placed += 1
         log.info("traffic call %d (%s): %s", placed, kind, handle.call_id)
+        if on_call is not None:
+            on_call(kind, handle)
         active = _report_finished(active + [handle])
-        stop_event.wait(rng.uniform(*CALL_INTERVAL_SECONDS))
+        stop_event.wait(rng.uniform(low, high))
 
     _report_finished(active)
     log.info("traffic stopped after %d calls", placed)

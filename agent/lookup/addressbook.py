@@ -1,8 +1,8 @@
 """The embedded address book: contacts and their numbers in SQLite, indexed for ring-time lookup.
 
 The same tables hold the office's own contacts (imported from vCard or CSV) and the
-copies that synced connectors such as CardDAV keep; the `source` column says whose a
-contact is. Each stored number is parsed once, when it is written, into the columns the
+copies that synced connectors such as CardDAV keep. The `source` column names the
+connector that owns a contact. Each stored number is parsed once, when it is written, into the columns the
 matcher needs, so a lookup is three indexed queries and no parsing:
 
 - `e164`: the same E.164 number;
@@ -90,8 +90,8 @@ CREATE TABLE IF NOT EXISTS sync_state (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-# A lookup reads at most this many candidate numbers; the tail query of a book full of
-# numbers without area codes could otherwise return thousands of rows for one caller.
+# A lookup reads at most this many candidate numbers. Without a limit, the tail query of
+# a book full of numbers without area codes could return thousands of rows.
 MAX_CANDIDATES = 200
 
 # A name search returns at most this many contacts.
@@ -116,7 +116,7 @@ class StoredContact:
 
 @dataclass(frozen=True, slots=True)
 class ImportResult:
-    """What an import changed."""
+    """Counts of the contacts an import added, updated and removed."""
 
     added: int = 0
     updated: int = 0
@@ -125,7 +125,7 @@ class ImportResult:
 
 @dataclass(frozen=True, slots=True)
 class SyncState:
-    """Where a synced source stands: the server's sync token or ctag and the last sync."""
+    """A synced source's state: the server's sync token or ctag, the last sync and its error."""
 
     sync_token: str | None = None
     ctag: str | None = None
@@ -183,7 +183,9 @@ class AddressBook:
         """Remove one contact of a source by UID or by href; return whether it existed."""
         column, value = ("uid", uid) if uid is not None else ("href", href)
         with self._transaction():
-            row = self._db.execute(f"SELECT id FROM contacts WHERE source = ? AND {column} = ?", (source, value)).fetchone()
+            row = self._db.execute(
+                f"SELECT id FROM contacts WHERE source = ? AND {column} = ?", (source, value)
+            ).fetchone()
             if row is None:
                 return False
             self._delete(row["id"])
@@ -226,14 +228,16 @@ class AddressBook:
             tail = reversed_digits(number)[:tail_length]
             clauses.append("SELECT id FROM phones WHERE digits_rev >= ? AND digits_rev < ?")
             params += [tail, tail + AFTER_DIGITS]
+        # CROSS JOIN keeps SQLite's join order: the indexed hits first, then their rows.
+        # Starting from the contacts of a source instead reads every contact of it.
         source_marks = ", ".join("?" for _ in sources)
         query = (
-            f"SELECT p.contact_id, {', '.join('p.' + column for column in PHONE_COLUMNS.split(', '))}"
-            f" FROM phones p JOIN contacts c ON c.id = p.contact_id"
-            f" WHERE c.source IN ({source_marks}) AND p.id IN ({' UNION '.join(clauses)})"
-            f" LIMIT {MAX_CANDIDATES}"
+            f"WITH hits (id) AS ({' UNION '.join(clauses)})"
+            f" SELECT p.contact_id, {', '.join('p.' + column for column in PHONE_COLUMNS.split(', '))}"
+            " FROM hits CROSS JOIN phones p ON p.id = hits.id CROSS JOIN contacts c ON c.id = p.contact_id"
+            f" WHERE c.source IN ({source_marks}) LIMIT {MAX_CANDIDATES}"
         )
-        rows = self._db.execute(query, [*sources, *params]).fetchall()
+        rows = self._db.execute(query, [*params, *sources]).fetchall()
 
         best: dict[int, Match] = {}
         for row in rows:
@@ -395,7 +399,9 @@ class AddressBook:
             f"SELECT contact_id, raw, kind FROM phones WHERE contact_id IN ({marks}) ORDER BY id", ids
         ):
             phones.setdefault(row["contact_id"], []).append(ContactPhone(row["raw"], row["kind"]))
-        return [_stored_contact(rows[contact_id], phones.get(contact_id, [])) for contact_id in ids if contact_id in rows]
+        return [
+            _stored_contact(rows[contact_id], phones.get(contact_id, [])) for contact_id in ids if contact_id in rows
+        ]
 
     def _reparse_if_rules_changed(self) -> None:
         """Parse every stored number again when the regions that read them changed."""
@@ -415,7 +421,9 @@ class AddressBook:
                 (fingerprint,),
             )
         if phones:
-            log.info("address book %s: parsed %d stored numbers again for regions %s", self.path, len(phones), fingerprint)
+            log.info(
+                "address book %s: parsed %d stored numbers again for regions %s", self.path, len(phones), fingerprint
+            )
 
 
 class AddressBookConnector(Connector):
@@ -423,7 +431,9 @@ class AddressBookConnector(Connector):
 
     kind = "synced"
 
-    def __init__(self, name: str, label: str, book: AddressBook, *, source: str | None = None, logo: str | None = None) -> None:
+    def __init__(
+        self, name: str, label: str, book: AddressBook, *, source: str | None = None, logo: str | None = None
+    ) -> None:
         self.name = name
         self.label = label
         self.book = book

@@ -6,8 +6,8 @@ connector syncs instead:
 
 1. Find the address book: the configured URL, or, when that is not an address book,
    the first one under the user's `addressbook-home-set` (RFC 6352 section 7.1).
-2. With a sync token, ask for the changes since it (`sync-collection` REPORT, RFC 6578);
-   without one, the same REPORT with an empty token lists every card.
+2. With a sync token, request the changes since it (`sync-collection` REPORT, RFC 6578).
+   Without one, the same REPORT with an empty token lists every card.
 3. A server without `sync-token` support is listed with PROPFIND (href and ETag of every
    card) and compared with the local copy; an unchanged `getctag` skips the listing.
 4. Fetch new and changed cards with `addressbook-multiget` in batches, and delete the
@@ -42,14 +42,14 @@ CALENDARSERVER = "{http://calendarserver.org/ns/}"
 # contacts take a few dozen requests, small enough for any server's request size limit.
 MULTIGET_BATCH = 100
 
-# One sync request may take this long; a full listing of a large address book is slower
-# than a ring-time lookup, and runs in the background.
+# One sync request may take this long. A full listing of a large address book is slower
+# than a ring-time lookup, but it runs in the background.
 SYNC_REQUEST_TIMEOUT = 30.0
 
 # A failed sync is retried after this many seconds (or the sync interval, if shorter).
 RETRY_SECONDS = 60.0
 
-# A server answer larger than this is refused, so a broken server cannot fill memory.
+# A server response larger than this is rejected, so a broken server cannot fill memory.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 PROPFIND_COLLECTION = """<?xml version="1.0" encoding="utf-8"?>
@@ -87,7 +87,7 @@ class SyncTokenRejected(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
-    """What one sync changed."""
+    """Counts of the cards one sync updated and removed."""
 
     full: bool
     updated: int
@@ -160,7 +160,9 @@ class CardDavConnector(AddressBookConnector):
         except ConnectorError as error:
             self._last_error = error
             previous = self.book.sync_state(self.source)
-            self.book.save_sync_state(self.source, SyncState(previous.sync_token, previous.ctag, previous.synced_at, error.code))
+            self.book.save_sync_state(
+                self.source, SyncState(previous.sync_token, previous.ctag, previous.synced_at, error.code)
+            )
             raise
         self._last_error = None
         return result
@@ -171,7 +173,9 @@ class CardDavConnector(AddressBookConnector):
             try:
                 result = await self.sync()
             except ConnectorError as error:
-                log.warning("connector %s: sync of %s failed (%s): %s", self.name, self.settings.url, error.code, error.detail)
+                log.warning(
+                    "connector %s: sync of %s failed (%s): %s", self.name, self.settings.url, error.code, error.detail
+                )
                 await asyncio.sleep(min(RETRY_SECONDS, interval))
                 continue
             except Exception:
@@ -181,7 +185,11 @@ class CardDavConnector(AddressBookConnector):
             if result.updated or result.removed:
                 log.info(
                     "connector %s: synced %s (%s): %d cards updated, %d removed",
-                    self.name, self.settings.url, "full" if result.full else "changes", result.updated, result.removed,
+                    self.name,
+                    self.settings.url,
+                    "full" if result.full else "changes",
+                    result.updated,
+                    result.removed,
                 )
             await asyncio.sleep(interval)
 
@@ -332,8 +340,8 @@ class CardDavConnector(AddressBookConnector):
             raise ConnectorError(ErrorCode.UNREACHABLE, f"{method} {url}: {error}") from error
 
         status = response.status_code
-        # RFC 6578 answers a stale token with the DAV:valid-sync-token precondition (403 on
-        # Radicale 3.9); some servers use 409 or 400 for it.
+        # RFC 6578 rejects a stale token with the DAV:valid-sync-token precondition (403 on
+        # Radicale 3.9). Some servers send 409 or 400 with it.
         if sync_report and status in (400, 403, 409) and b"valid-sync-token" in response.content:
             raise SyncTokenRejected()
         if status in (401, 403):
@@ -341,7 +349,9 @@ class CardDavConnector(AddressBookConnector):
         if status != 207:
             raise ConnectorError(ErrorCode.HTTP_ERROR, f"{method} {url}: HTTP {status}", status=status)
         if len(response.content) > MAX_RESPONSE_BYTES:
-            raise ConnectorError(ErrorCode.INVALID_RESPONSE, f"{method} {url}: answer larger than {MAX_RESPONSE_BYTES} bytes")
+            raise ConnectorError(
+                ErrorCode.INVALID_RESPONSE, f"{method} {url}: response larger than {MAX_RESPONSE_BYTES} bytes"
+            )
         return response.content
 
 

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+# Choices read from the database stay in memory. Past this many numbers the memory is
+# cleared and refilled, so a long-running agent does not keep every caller ever seen.
+MAX_CACHED_CHOICES = 10_000
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS contact_choices (
     number TEXT PRIMARY KEY,

@@ -36,7 +36,7 @@ class ErrorCode:
 
 
 class ConnectorError(Exception):
-    """A connector could not answer; `code` and `params` go to the page, `detail` to the log."""
+    """A failed lookup or sync: `code` and `params` go to the page, `detail` to the log."""
 
     def __init__(self, code: str, detail: str = "", **params: Any) -> None:
         super().__init__(detail or code)
@@ -73,7 +73,7 @@ class Card:
     company: str | None = None
     url: str | None = None
     company_url: str | None = None
-    # A path served by the agent, such as "/logos/crm.svg"; never a URL of another host.
+    # A path served by the agent, such as "/logos/crm.svg" (the settings accept nothing else).
     logo: str | None = None
     actions: tuple[Action, ...] = ()
     details: tuple[Detail, ...] = ()
@@ -157,7 +157,7 @@ class Connector(abc.ABC):
 
 
 def safe_url(url: str | None) -> str | None:
-    """Return `url` when it is an http(s) link, else None: pages must never get a javascript: link."""
+    """Return `url` when it is an http(s) link, else None, so no javascript: link reaches a page."""
     if not url:
         return None
     url = url.strip()

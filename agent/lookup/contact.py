@@ -30,7 +30,7 @@ class Contact:
     note: str | None = None
     # The card describes a company (vCard 4 KIND:org, Apple's X-ABShowAs:COMPANY).
     is_company: bool = False
-    # The vCard text as imported or synced, exported unchanged so nothing is lost.
+    # The vCard text as imported or synced; export writes it unchanged, so no property is lost.
     vcard: str | None = None
 
 

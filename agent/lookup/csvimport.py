@@ -17,7 +17,14 @@ from collections.abc import Callable
 from agent.lookup.contact import Contact, ContactPhone, derived_uid, display_name_of
 
 # Contact fields a column can be mapped to; the phone fields set the phone's kind.
-PHONE_FIELDS = {"phone": "work", "work_phone": "work", "mobile": "mobile", "home_phone": "home", "other_phone": None, "fax": "fax"}
+PHONE_FIELDS = {
+    "phone": "work",
+    "work_phone": "work",
+    "mobile": "mobile",
+    "home_phone": "home",
+    "other_phone": None,
+    "fax": "fax",
+}
 TEXT_FIELDS = ("name", "given_name", "family_name", "org", "title", "email", "url", "note", "uid")
 MAPPABLE_FIELDS = (*TEXT_FIELDS, *PHONE_FIELDS)
 
@@ -47,7 +54,7 @@ MAX_CSV_BYTES = 50 * 1024 * 1024
 
 
 class CsvError(ValueError):
-    """The CSV file cannot be read as contacts; the message says what to change."""
+    """The CSV file cannot be read as contacts; the message names what to change."""
 
 
 def parse_mapping(text: str) -> dict[str, str]:
@@ -191,7 +198,10 @@ def _contact(
     note: str | None,
     uid: str | None,
 ) -> Contact | None:
-    """Build a contact from one row, or None for an empty row."""
+    """Build a contact from one row, or None for an empty row; empty cells become None."""
+    name, given, family, org, title, url, note, uid = (
+        value or None for value in (name, given, family, org, title, url, note, uid)
+    )
     phone_tuple = tuple(phones)
     if not (name or given or family or org or phones or emails):
         return None

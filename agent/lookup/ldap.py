@@ -2,8 +2,8 @@
 
 The telephoneNumber matching rules of RFC 4517 ignore only spaces and hyphens, so
 `+41441234567` does not find `044 123 45 67` or `+41 (0)44 123 45 67`. The filter
-therefore asks for the caller's number in several exact forms and for any value ending
-in its last digits (`*41234567`); the number matcher then drops the false hits.
+therefore requests the caller's number in several exact forms and any value ending in
+its last digits (`*41234567`), and the number matcher then drops the false hits.
 ldap3 is synchronous, so each lookup runs in a worker thread with ldap3's own timeouts
 set to the lookup timeout.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
@@ -26,8 +27,8 @@ from agent.lookup.settings import LdapSettings
 
 log = logging.getLogger("ringboard.lookup.ldap")
 
-# A search returns at most this many entries; a number shared by more is a switchboard,
-# and the page shows five cards at most.
+# A search returns at most this many entries, because a number shared by more is a
+# switchboard and the page shows five cards at most.
 MAX_ENTRIES = 20
 
 # LDAP result code 49: the bind DN or password is wrong (RFC 4511).
@@ -99,7 +100,8 @@ class LdapConnector(Connector):
             user=self.settings.bind_dn,
             password=password,
             read_only=True,
-            receive_timeout=self.timeout,
+            # ldap3 2.9.1 packs this into SO_RCVTIMEO as whole seconds, so it must be an int.
+            receive_timeout=math.ceil(self.timeout),
             raise_exceptions=False,
         )
         try:
@@ -129,7 +131,11 @@ class LdapConnector(Connector):
 
     def _search(self, number: CallerNumber) -> list[Card]:
         """Run the search and keep the entries whose stored numbers match the caller."""
-        attributes = [*self.settings.phone_attributes, *self.settings.name_attributes, *self.settings.company_attributes]
+        attributes = [
+            *self.settings.phone_attributes,
+            *self.settings.name_attributes,
+            *self.settings.company_attributes,
+        ]
         connection = self._connect()
         try:
             ok = connection.search(
@@ -155,7 +161,9 @@ class LdapConnector(Connector):
         cards: list[Card] = []
         for entry in entries:
             values = entry.get("attributes", {})
-            stored = [str(value) for attribute in self.settings.phone_attributes for value in _list(values.get(attribute))]
+            stored = [
+                str(value) for attribute in self.settings.phone_attributes for value in _list(values.get(attribute))
+            ]
             match = number.best_match(stored)
             if match is None:
                 continue
@@ -166,7 +174,9 @@ class LdapConnector(Connector):
                     contact_id=dn,
                     name=_first(values, self.settings.name_attributes),
                     company=_first(values, self.settings.company_attributes),
-                    url=self.settings.contact_url.replace("{dn}", quote(dn, safe="")) if self.settings.contact_url else None,
+                    url=self.settings.contact_url.replace("{dn}", quote(dn, safe=""))
+                    if self.settings.contact_url
+                    else None,
                 )
             )
         return cards

@@ -34,26 +34,24 @@ from phonenumbers import CountryCodeSource, NumberParseException, PhoneNumberFor
 
 from agent.protocol import number_forms
 
-# Android's PhoneNumberUtils compares at least 7 trailing digits (MIN_MATCH = 7); with
-# fewer, a tail is shared by one number in nearly every area code of a country.
+# Fewer than 7 digits are never compared, because a 6-digit tail recurs in many area
+# codes of one country.
 MIN_MATCH_DIGITS = 7
 DEFAULT_MATCH_DIGITS = 8
 MAX_MATCH_DIGITS = 10
 
-# Longer text is not a phone number; bounding it keeps a hostile CRM field from costing
-# the parser time on every lookup.
+# Longer text is not a phone number. Cutting it keeps an odd CRM field from costing the
+# parser time on every lookup.
 MAX_NUMBER_TEXT = 100
 
-# User parts that PBXs put in place of a withheld number (RFC 3323 uses
-# sip:anonymous@anonymous.invalid; Asterisk and carriers send the other words).
-WITHHELD_USERS = frozenset(
-    {"anonymous", "restricted", "unavailable", "unknown", "private", "withheld", "invalid"}
-)
+# User parts that PBXs and carriers send in place of a withheld number, as in
+# sip:anonymous@anonymous.invalid.
+WITHHELD_USERS = frozenset({"anonymous", "restricted", "unavailable", "unknown", "private", "withheld", "invalid"})
 WITHHELD_HOST_SUFFIX = "anonymous.invalid"
 
 
 class MatchReason(StrEnum):
-    """Why a stored number matched a caller; the protocol sends it as the match code."""
+    """The rule by which a stored number matched a caller, sent to the page as the match code."""
 
     E164 = "e164"
     NATIONAL = "national"
@@ -63,8 +61,8 @@ class MatchReason(StrEnum):
     CONNECTOR = "connector"
 
 
-# Ranking points per reason: the research on CRM matching (exact, national, tail, head
-# number) and what the card ranking needs, person cards being ranked by the service.
+# Ranking points per reason, in the order of the rules above. A connector's own match
+# ranks below a national one because its stored text cannot be checked here.
 MATCH_SCORES = {
     MatchReason.E164: 100,
     MatchReason.NATIONAL: 90,
@@ -75,7 +73,7 @@ MATCH_SCORES = {
 
 
 class SkipReason(StrEnum):
-    """Why a caller is not looked up."""
+    """The reason a caller is not looked up."""
 
     WITHHELD = "withheld"
     INVALID = "invalid"
@@ -86,7 +84,8 @@ class PhoneNumber:
     """One number, parsed once; stored columns of the address book rebuild it without parsing."""
 
     text: str
-    # The number's digits without the extension: country code first when it parsed.
+    # The number's digits without the extension, with the country code first unless
+    # that code was only guessed (an uncertain number in national form).
     digits: str
     e164: str | None = None
     national: str | None = None
@@ -122,7 +121,7 @@ class DirectDialBlock:
 
 @dataclass(frozen=True, slots=True)
 class NumberRules:
-    """How numbers are read and compared: `[numbers] default_region` and the `[lookup]` keys."""
+    """Rules for reading and comparing numbers: `[numbers] default_region` and the `[lookup]` keys."""
 
     default_region: str = "CH"
     fallback_regions: tuple[str, ...] = ()
@@ -132,7 +131,7 @@ class NumberRules:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """How a stored number matched; `number` and `main_number` are in display form."""
+    """A stored number's match with the caller; `number` and `main_number` are display forms."""
 
     reason: MatchReason
     number: str
@@ -346,9 +345,7 @@ def compare_numbers(caller: PhoneNumber, stored: PhoneNumber, match_digits: int)
         return MatchReason.E164
 
     same_national = (
-        stored.national is not None
-        and stored.national == caller.national
-        and len(stored.national) >= MIN_MATCH_DIGITS
+        stored.national is not None and stored.national == caller.national and len(stored.national) >= MIN_MATCH_DIGITS
     )
     one_assumed = stored.country_assumed or caller.country_assumed
     if same_national and (one_assumed or stored.country_code == caller.country_code):
@@ -372,9 +369,7 @@ def reversed_digits(number: PhoneNumber) -> str:
     return number.digits[::-1]
 
 
-def direct_dial_block(
-    main_number: str, prefix: str, extension_digits: tuple[int, int], region: str
-) -> DirectDialBlock:
+def direct_dial_block(main_number: str, prefix: str, extension_digits: tuple[int, int], region: str) -> DirectDialBlock:
     """Build a direct-dial block; raise ValueError naming the part that is wrong."""
     rules = NumberRules(default_region=region)
     main = parse_number(main_number, rules, use_fallbacks=False)
@@ -409,16 +404,20 @@ def _parse_in_region(
 
     valid = phonenumbers.is_valid_number(parsed)
     assumed = parsed.country_code_source == CountryCodeSource.FROM_DEFAULT_COUNTRY
+    certain = valid and (not assumed or region == default_region)
     national = phonenumbers.national_significant_number(parsed)
+    # A guessed country code is not part of what was written, so it must not count
+    # towards the last digits that an uncertain number is compared on.
+    digits = f"{parsed.country_code}{national}" if certain or not assumed else national
     return PhoneNumber(
         text=original,
-        digits=f"{parsed.country_code}{national}",
+        digits=digits,
         e164=phonenumbers.format_number(parsed, PhoneNumberFormat.E164),
         national=national,
         country_code=parsed.country_code,
         valid=valid,
         country_assumed=assumed,
-        certain=valid and (not assumed or region == default_region),
+        certain=certain,
         extension=extension or parsed.extension or None,
     )
 

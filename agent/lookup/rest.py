@@ -36,10 +36,10 @@ from agent.lookup.settings import RestSettings
 
 log = logging.getLogger("ringboard.lookup.rest")
 
-# A lookup answer larger than this is not a list of a few contacts; reading stops there.
+# A response larger than this is not a list of a few contacts, so reading stops there.
 MAX_RESPONSE_BYTES = 1024 * 1024
 
-# Only this many contacts of one answer are read; the page shows five cards at most.
+# Only this many contacts of one response are read, because the page shows five cards at most.
 MAX_RESULTS = 20
 
 # Keys of a contact that may carry the stored number, so the match can be verified here.
@@ -68,7 +68,7 @@ class RestConnector(Connector):
         await self._client.aclose()
 
     async def lookup(self, number: CallerNumber) -> list[Card]:
-        """Ask the service for the caller and turn its answer into cards."""
+        """Send the caller's number to the service and turn the contacts it returns into cards."""
         try:
             items = await self._request(number)
         except ConnectorError as error:
@@ -121,13 +121,15 @@ class RestConnector(Connector):
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:
-            raise ConnectorError(ErrorCode.INVALID_RESPONSE, f"the answer is not JSON: {error}") from error
+            raise ConnectorError(ErrorCode.INVALID_RESPONSE, f"the response is not JSON: {error}") from error
         if not isinstance(data, list):
-            raise ConnectorError(ErrorCode.INVALID_RESPONSE, f"the answer is a JSON {type(data).__name__}, not a list")
+            raise ConnectorError(
+                ErrorCode.INVALID_RESPONSE, f"the response is a JSON {type(data).__name__}, not a list"
+            )
         return data
 
     def _card(self, item: Any, number: CallerNumber) -> Card | None:
-        """Turn one contact of the answer into a card, or None when it cannot be shown."""
+        """Turn one contact of the response into a card, or None when it cannot be shown."""
         if not isinstance(item, dict):
             return None
         fields = {str(key).lower(): value for key, value in item.items()}
@@ -168,7 +170,7 @@ class RestConnector(Connector):
         )
 
     def _match(self, fields: dict[str, Any], number: CallerNumber) -> Match | None:
-        """Verify the contact's own number when the answer has one; else trust the service."""
+        """Verify the contact's own number when the response has one, else trust the service."""
         stored = [text for key in NUMBER_KEYS if (text := _string(fields.get(key)))]
         if not stored:
             return Match(MatchReason.CONNECTOR, number.display, "")
@@ -196,7 +198,7 @@ async def _read_limited(response: httpx.Response) -> bytes:
     async for chunk in response.aiter_bytes():
         body += chunk
         if len(body) > MAX_RESPONSE_BYTES:
-            raise ConnectorError(ErrorCode.INVALID_RESPONSE, f"the answer is larger than {MAX_RESPONSE_BYTES} bytes")
+            raise ConnectorError(ErrorCode.INVALID_RESPONSE, f"the response is larger than {MAX_RESPONSE_BYTES} bytes")
     return bytes(body)
 
 

@@ -1,7 +1,7 @@
 """Caller lookup across every connector: in parallel, with a timeout each, cached, ranked.
 
 `LookupService.lookup(number)` is an async iterator of `LookupUpdate`s: one each time a
-connector answers, fails or times out, each holding the ranked cards so far, the
+connector returns its cards, fails or times out, each holding the ranked cards so far, the
 connectors still pending and the errors. A slow or failing connector never delays the
 others' cards. Several calls for the same number at once (a ring group rings several
 extensions) share one lookup.
@@ -23,16 +23,17 @@ from agent.lookup.numbers import CallerNumber, NumberRules, SkipReason, parse_ca
 
 log = logging.getLogger("ringboard.lookup")
 
-# The page should show cards while the phone still rings; 1.5 s per connector keeps the
-# slowest card within the first ring.
+# The page should show cards while the phone still rings, so each connector gets 1.5 s
+# and a slower one is reported as timed out.
 CONNECTOR_TIMEOUT = 1.5
 
-# Answers are kept for minutes: a caller who rings again, or whose call rings several
-# extensions in turn, is looked up once, and a changed CRM record shows up soon after.
+# Each connector's cards for a number are kept for minutes: a caller who rings again, or
+# whose call rings several extensions in turn, is looked up once, and a changed CRM
+# record shows up soon after.
 CACHE_SECONDS = 300
 
-# At most this many numbers are cached; the oldest are dropped first. It bounds memory
-# for a busy office (each entry holds a few cards).
+# At most this many numbers are cached, and the oldest are dropped first. It bounds memory
+# for a busy office (each entry contains a few cards).
 MAX_CACHED_NUMBERS = 5000
 
 # A call shows at most this many cards, so the page stays readable.
@@ -45,7 +46,7 @@ FAILURE_LOG_INTERVAL = 300.0
 
 @dataclass(frozen=True, slots=True)
 class ConnectorFailure:
-    """Why one connector gave no answer: a code and parameters the page translates."""
+    """One connector's failure: a code and parameters the page translates."""
 
     connector: str
     label: str
@@ -59,6 +60,8 @@ class LookupUpdate:
 
     number: str
     e164: str | None
+    # The number as the page shows it: national for local callers, else international.
+    display: str = ""
     cards: tuple[Card, ...] = ()
     pending: tuple[str, ...] = ()
     errors: tuple[ConnectorFailure, ...] = ()
@@ -116,10 +119,10 @@ class FailureLog:
         log.warning("lookup of %s: connector %s failed (%s): %s%s", number, connector, error.code, detail, more)
 
     def succeeded(self, connector: str) -> None:
-        """Note an answer; log once when a failing connector works again."""
+        """Record a successful lookup, and log once when a failing connector works again."""
         failures = self._failures.pop(connector, 0)
         if failures:
-            log.info("connector %s answers again after %d failed lookups", connector, failures)
+            log.info("connector %s works again after %d failed lookups", connector, failures)
         self._last_logged.pop(connector, None)
         self._unlogged.pop(connector, None)
 
@@ -180,18 +183,18 @@ class LookupService:
         caller = parse_caller(number, self.rules)
         if caller.skip is not None:
             log.info("call %s: caller %r not looked up (%s)", call_id or "-", number, caller.skip)
-            yield LookupUpdate(number=caller.text, e164=None, skipped=caller.skip)
+            yield LookupUpdate(number=caller.text, e164=None, display=caller.text, skipped=caller.skip)
             return
 
         flight = self._flights.get(caller.e164) or self._start_flight(caller)
         if not flight.pending:
-            yield self._update(flight, cached=flight.version == 0)
+            yield self._update(flight, cached=bool(self.connectors))
             return
 
         seen = 0
         while True:
             async with flight.changed:
-                await flight.changed.wait_for(lambda: flight.version != seen)
+                await flight.changed.wait_for(lambda version=seen: flight.version != version)
                 seen = flight.version
                 update = self._update(flight, cached=False)
             yield update
@@ -200,10 +203,10 @@ class LookupService:
 
     async def lookup_final(self, number: str | None) -> LookupUpdate:
         """Return the last update of a lookup: every connector answered or failed."""
-        update = LookupUpdate(number=number or "", e164=None)
+        final = LookupUpdate(number=number or "", e164=None)
         async for update in self.lookup(number):
-            pass
-        return update
+            final = update
+        return final
 
     def choose(self, number: str, connector: str, contact_id: str) -> None:
         """Remember the office's choice of contact for a number; it is ranked first from now on."""
@@ -261,7 +264,7 @@ class LookupService:
                 cards = await connector.lookup(flight.caller)
         except TimeoutError:
             failure = self._failure(connector, ErrorCode.TIMEOUT, {"seconds": self.timeout})
-            detail = f"no answer within {self.timeout:g} s"
+            detail = f"no response within {self.timeout:g} s"
         except ConnectorError as error:
             failure = self._failure(connector, error.code, error.params)
             detail = error.detail
@@ -275,7 +278,10 @@ class LookupService:
             self._remember(number, connector.name, cards)
             log.debug(
                 "lookup of %s: connector %s found %d cards in %.0f ms",
-                number, connector.name, len(cards), (self.clock() - started) * 1000,
+                number,
+                connector.name,
+                len(cards),
+                (self.clock() - started) * 1000,
             )
 
         if failure is not None:
@@ -306,6 +312,7 @@ class LookupService:
         return LookupUpdate(
             number=flight.caller.text,
             e164=flight.caller.e164,
+            display=flight.caller.display,
             cards=tuple(cards[:MAX_CARDS]),
             pending=tuple(flight.pending),
             errors=tuple(flight.errors.values()),

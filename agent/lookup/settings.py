@@ -147,12 +147,14 @@ class RestSettings(ConnectorSettings):
 
 @dataclass(frozen=True, slots=True)
 class LookupSettings:
-    """How callers are looked up: number rules, timing and the connectors in ranking order."""
+    """The lookup configuration: number rules, timing and the connectors in ranking order."""
 
     rules: NumberRules = field(default_factory=NumberRules)
     timeout: float = DEFAULT_TIMEOUT
     cache_seconds: int = DEFAULT_CACHE_SECONDS
-    connectors: tuple[ConnectorSettings, ...] = (AddressBookSettings(type="addressbook", name="contacts", label="Address book"),)
+    connectors: tuple[ConnectorSettings, ...] = (
+        AddressBookSettings(type="addressbook", name="contacts", label="Address book"),
+    )
 
 
 def parse_lookup_settings(raw: dict[str, Any]) -> LookupSettings:
@@ -166,7 +168,9 @@ def parse_lookup_settings(raw: dict[str, Any]) -> LookupSettings:
     lookup = raw.get("lookup", {})
     if not isinstance(lookup, dict):
         raise ConfigError("[lookup] must be a table, e.g. a line [lookup] followed by its keys")
-    _reject_unknown(lookup, "[lookup]", {"fallback_regions", "match_digits", "cache_seconds", "timeout", "main_numbers"})
+    _reject_unknown(
+        lookup, "[lookup]", {"fallback_regions", "match_digits", "cache_seconds", "timeout", "main_numbers"}
+    )
 
     rules = NumberRules(
         default_region=region,
@@ -215,7 +219,7 @@ def _regions(lookup: dict[str, Any]) -> tuple[str, ...]:
     for item in value:
         region = str(item).strip().upper() if isinstance(item, str) else ""
         if len(region) != 2 or not region.isalpha():
-            raise ConfigError(f"[lookup] fallback_regions: {item!r} is not a two-letter country code; e.g. {example}")
+            raise ConfigError(f"[lookup] fallback_regions: {item!r} is not a two-letter country code, e.g. {example}")
         if region not in regions:
             regions.append(region)
     return tuple(regions)
@@ -234,7 +238,9 @@ def _main_numbers(lookup: dict[str, Any], region: str) -> tuple[DirectDialBlock,
         _reject_unknown(entry, where, {"number", "direct_dial", "extension_digits"})
         number = entry.get("number")
         if not isinstance(number, str) or not number.strip():
-            raise ConfigError(f'{where} number is missing: set the company\'s main number, e.g. number = "+41 44 123 45 00"')
+            raise ConfigError(
+                f'{where} number is missing: set the company\'s main number, e.g. number = "+41 44 123 45 00"'
+            )
         low, high = _extension_digits(entry, where)
         prefix = entry.get("direct_dial")
         if prefix is None:
@@ -258,12 +264,18 @@ def _extension_digits(entry: dict[str, Any], where: str) -> tuple[int, int]:
     fix = "use a whole number such as 2, or a range such as [1, 4]"
     if isinstance(value, int) and not isinstance(value, bool):
         low = high = value
-    elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    elif (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         low, high = value
     else:
         raise ConfigError(f"{where} extension_digits is missing or invalid: {fix}")
     if not 1 <= low <= high <= MAX_EXTENSION_DIGITS:
-        raise ConfigError(f"{where} extension_digits = {value!r} is out of range: use 1 to {MAX_EXTENSION_DIGITS} digits")
+        raise ConfigError(
+            f"{where} extension_digits = {value!r} is out of range: use 1 to {MAX_EXTENSION_DIGITS} digits"
+        )
     return low, high
 
 
@@ -280,7 +292,9 @@ def _strip_last_digits(number: str, count: int) -> str:
 def _connector(entry: dict[str, Any], index: int) -> ConnectorSettings:
     kind = entry.get("type")
     if kind not in CONNECTOR_TYPES:
-        raise ConfigError(f'[[connectors]] #{index} type = {kind!r} is invalid: use one of {", ".join(CONNECTOR_TYPES)}')
+        raise ConfigError(
+            f"[[connectors]] #{index} type = {kind!r} is invalid: use one of {', '.join(CONNECTOR_TYPES)}"
+        )
     name = entry.get("name", kind)
     if not isinstance(name, str) or not CONNECTOR_NAME.match(name):
         raise ConfigError(
@@ -301,7 +315,12 @@ def _connector(entry: dict[str, Any], index: int) -> ConnectorSettings:
     if kind == "carddav":
         return CardDavSettings(
             **common,
-            url=_url(entry, where, ("http", "https"), "https://cloud.example.com/remote.php/dav/addressbooks/users/ringboard/contacts/"),
+            url=_url(
+                entry,
+                where,
+                ("http", "https"),
+                "https://cloud.example.com/remote.php/dav/addressbooks/users/ringboard/contacts/",
+            ),
             username=_string(entry, "username", where, None),
             password=_secret(entry, where, "password"),
             sync_minutes=_integer(entry, "sync_minutes", f"{where} sync_minutes", DEFAULT_SYNC_MINUTES, 1, 1440),
@@ -311,10 +330,14 @@ def _connector(entry: dict[str, Any], index: int) -> ConnectorSettings:
     if kind == "ldap":
         base_dn = _string(entry, "base_dn", where, None)
         if not base_dn:
-            raise ConfigError(f'{where} base_dn is missing: set the subtree to search, e.g. base_dn = "dc=example,dc=com"')
+            raise ConfigError(
+                f'{where} base_dn is missing: set the subtree to search, e.g. base_dn = "dc=example,dc=com"'
+            )
         search_filter = _string(entry, "filter", where, "(objectClass=*)") or "(objectClass=*)"
         if not (search_filter.startswith("(") and search_filter.endswith(")")):
-            raise ConfigError(f'{where} filter = "{search_filter}" must be an LDAP filter in parentheses, e.g. "(objectClass=person)"')
+            raise ConfigError(
+                f'{where} filter = "{search_filter}" must be an LDAP filter in parentheses, e.g. "(objectClass=person)"'
+            )
         return LdapSettings(
             **common,
             url=_url(entry, where, ("ldap", "ldaps"), "ldaps://dc1.example.com"),
@@ -336,13 +359,17 @@ def _connector(entry: dict[str, Any], index: int) -> ConnectorSettings:
     url = _url(entry, where, ("http", "https"), "https://crm.example.com/services/Lookup")
     if method == "get" and not any(placeholder in url for placeholder in URL_PLACEHOLDERS):
         raise ConfigError(
-            f"{where} url has no placeholder for the number: with method = \"get\" use one of"
+            f'{where} url has no placeholder for the number: with method = "get" use one of'
             f' {", ".join(URL_PLACEHOLDERS)}, e.g. "https://crm.example.com/lookup?number={{e164}}"'
         )
     token_header = _string(entry, "token_header", where, "X-Execution-Token") or "X-Execution-Token"
     if not re.fullmatch(r"[A-Za-z0-9-]+", token_header):
-        raise ConfigError(f'{where} token_header = "{token_header}" is not an HTTP header name, e.g. "X-Execution-Token"')
-    return RestSettings(**common, url=url, method=method, token_header=token_header, token=_secret(entry, where, "token"))
+        raise ConfigError(
+            f'{where} token_header = "{token_header}" is not an HTTP header name, e.g. "X-Execution-Token"'
+        )
+    return RestSettings(
+        **common, url=url, method=method, token_header=token_header, token=_secret(entry, where, "token")
+    )
 
 
 # Value checks ------------------------------------------------------------------------
@@ -394,7 +421,8 @@ def _url(raw: dict[str, Any], where: str, schemes: tuple[str, ...], example: str
         raise ConfigError(f'{where} url is missing: set it, e.g. url = "{example}"')
     parts = urlsplit(value)
     if parts.scheme.lower() not in schemes or not parts.hostname:
-        raise ConfigError(f'{where} url = "{value}" is invalid: use a {" or ".join(schemes)} URL, e.g. "{example}"')
+        starts = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise ConfigError(f'{where} url = "{value}" is invalid: use a URL starting with {starts}, e.g. "{example}"')
     if parts.username or parts.password:
         raise ConfigError(f"{where} url must not contain a user name or password: use the username and password keys")
     return value

@@ -65,6 +65,11 @@ class DialogSubscriptionSource(asyncio.DatagramProtocol):
             raise RuntimeError("the subscription source is not started")
         return self._transport.get_extra_info("sockname")[:2]
 
+    @property
+    def dropped(self) -> int:
+        """The number of datagrams dropped as invalid or unmatched."""
+        return self._dropped
+
     def states(self) -> dict[str, str]:
         """Return each extension's subscription state."""
         if self._subscriber is None:

@@ -84,7 +84,11 @@ async def test_call_flows_to_websocket(tmp_path, pbx, caplog):
         async with httpx.AsyncClient() as client:
             health = await client.get(url + "healthz")
             page = await client.get(url + "api/history?limit=10")
+            metrics = await client.get(url + "metrics")
         assert health.status_code == 200
+        assert 'ringboard_dialog_documents_total{result="rejected"} 1' in metrics.text
+        assert 'ringboard_subscriptions{state="active"} 2' in metrics.text
+        assert 'ringboard_call_events_total{kind="ended"} 1' in metrics.text
         assert {item["state"] for item in health.json()["subscriptions"]} == {"active"}
         assert page.json()["calls"][0]["outcome"] == "answered"
     finally:
