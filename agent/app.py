@@ -28,7 +28,18 @@ from agent.webui import ensure_ui_zip
 log = logging.getLogger("ringboard.http")
 
 WEBAPP_DIR = Path(__file__).resolve().parent.parent / "webapp"
-PYODIDE_VERSION = "314.0.8"
+
+
+def _pinned_pyodide_version() -> str:
+    """Read the Pyodide version from webapp/pyodide.lock, which scripts/setup installs."""
+    for line in (WEBAPP_DIR / "pyodide.lock").read_text(encoding="utf-8").splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "PYODIDE_VERSION":
+            return value.strip().strip('"')
+    raise RuntimeError(f"PYODIDE_VERSION is missing from {WEBAPP_DIR / 'pyodide.lock'}")
+
+
+PYODIDE_VERSION = _pinned_pyodide_version()
 PYODIDE_DIR = WEBAPP_DIR / "vendor" / "pyodide" / PYODIDE_VERSION
 PYODIDE_BASE = f"/vendor/pyodide/{PYODIDE_VERSION}/"
 

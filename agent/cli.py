@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import asyncio
 import logging
 import sys
@@ -16,6 +17,9 @@ log = logging.getLogger("ringboard")
 
 LAB_EXTENSIONS = ("201", "202", "203")
 
+# Modules that register further sub-commands with an `add_commands(subparsers)` function.
+PLUGGED_COMMANDS = ("agent.lookup.cli",)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line."""
@@ -27,10 +31,23 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--lab", action="store_true", help="run the built-in lab PBX even if a configuration file exists")
     run.add_argument("--port", type=int, help="HTTP port, overriding [http] port")
 
+    for module in PLUGGED_COMMANDS:
+        importlib.import_module(module).add_commands(commands)
+
     args = parser.parse_args(argv)
     if args.command == "run":
         return run_command(args)
-    return 2
+    return args.handler(args, _config_for(args))
+
+
+def _config_for(args: argparse.Namespace) -> Config | None:
+    """Load the configuration named by `--config` or found in the usual places, if any."""
+    try:
+        path = find_config(getattr(args, "config", None))
+        return load_config(path) if path else None
+    except ConfigError as error:
+        print(f"ringboard: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -70,12 +87,16 @@ async def serve(config: Config, *, ready: threading.Event | None = None) -> None
 
 def _run_lab(port: int | None) -> int:
     """Start Kamailio, the simulated phones and their traffic, and observe them."""
-    from agent.lab import Lab
+    from agent.lab import Lab, LabError
 
     data_dir = Path("var")
     lab = Lab(data_dir / "lab")
     print("No ringboard.toml found: starting the lab (Kamailio and simulated phones on 127.0.0.1)", flush=True)
-    lab.start()
+    try:
+        lab.start()
+    except LabError as error:
+        print(f"ringboard: the lab could not start: {error}", file=sys.stderr)
+        return 1
     host, sip_port = lab.sip_address
     config = Config(
         sip=SipSettings(

@@ -6,13 +6,17 @@ a bad value stops start-up with a `ConfigError` naming the key and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sip.profiles import PROFILES
+
+if TYPE_CHECKING:
+    from agent.lookup.settings import LookupSettings
 
 CONFIG_FILE_NAME = "ringboard.toml"
 SYSTEM_CONFIG_PATH = Path("/etc/ringboard/ringboard.toml")
@@ -77,7 +81,16 @@ class Config:
     http: HttpSettings = field(default_factory=HttpSettings)
     sip: SipSettings = field(default_factory=SipSettings)
     numbers: NumberSettings = field(default_factory=NumberSettings)
+    lookup: LookupSettings | None = None
     source: Path | None = None
+
+    def lookup_settings(self) -> LookupSettings:
+        """Return the lookup settings, the defaults when the file has no `[lookup]`."""
+        if self.lookup is not None:
+            return self.lookup
+        from agent.lookup.settings import parse_lookup_settings
+
+        return parse_lookup_settings({"numbers": {"default_region": self.numbers.default_region}})
 
 
 def find_config(explicit: Path | None) -> Path | None:
@@ -101,12 +114,12 @@ def load_config(path: Path) -> Config:
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from error
     config = parse_config(raw)
-    return Config(agent=config.agent, http=config.http, sip=config.sip, numbers=config.numbers, source=path)
+    return dataclasses.replace(config, source=path)
 
 
 def parse_config(raw: dict[str, Any]) -> Config:
     """Check a parsed TOML document and build the configuration."""
-    _reject_unknown(raw, "", {"agent", "http", "sip", "numbers"})
+    _reject_unknown(raw, "", {"agent", "http", "sip", "numbers", "lookup", "connectors"})
 
     agent_raw = _table(raw, "agent")
     _reject_unknown(agent_raw, "agent", {"data_dir", "history_days", "log_level"})
@@ -154,7 +167,11 @@ def parse_config(raw: dict[str, Any]) -> Config:
         raise ConfigError(f'[numbers] default_region = "{region}" is invalid: use a two-letter country code such as "CH"')
     numbers = NumberSettings(default_region=region)
 
-    return Config(agent=agent, http=http, sip=sip, numbers=numbers)
+    # Imported here because the lookup settings module raises this module's ConfigError.
+    from agent.lookup.settings import parse_lookup_settings
+
+    lookup = parse_lookup_settings(raw)
+    return Config(agent=agent, http=http, sip=sip, numbers=numbers, lookup=lookup)
 
 
 # Value checks ----------------------------------------------------------------------------

@@ -215,29 +215,8 @@ class AddressBook:
         """Return the contacts of `sources` with a number matching the caller, best match first."""
         if caller.number is None:
             return []
-        numbers = [caller.number, *caller.main_numbers]
-        tail_length = max(self.rules.match_digits, MIN_MATCH_DIGITS)
-
-        clauses: list[str] = []
-        params: list[str | int] = []
-        for number in numbers:
-            clauses.append("SELECT id FROM phones WHERE e164 = ?")
-            params.append(number.e164 or "")
-            clauses.append("SELECT id FROM phones WHERE national = ?")
-            params.append(number.national or "")
-            tail = reversed_digits(number)[:tail_length]
-            clauses.append("SELECT id FROM phones WHERE digits_rev >= ? AND digits_rev < ?")
-            params += [tail, tail + AFTER_DIGITS]
-        # CROSS JOIN keeps SQLite's join order: the indexed hits first, then their rows.
-        # Starting from the contacts of a source instead reads every contact of it.
-        source_marks = ", ".join("?" for _ in sources)
-        query = (
-            f"WITH hits (id) AS ({' UNION '.join(clauses)})"
-            f" SELECT p.contact_id, {', '.join('p.' + column for column in PHONE_COLUMNS.split(', '))}"
-            " FROM hits CROSS JOIN phones p ON p.id = hits.id CROSS JOIN contacts c ON c.id = p.contact_id"
-            f" WHERE c.source IN ({source_marks}) LIMIT {MAX_CANDIDATES}"
-        )
-        rows = self._db.execute(query, [*params, *sources]).fetchall()
+        query, params = self._find_query(caller, sources)
+        rows = self._db.execute(query, params).fetchall()
 
         best: dict[int, Match] = {}
         for row in rows:
@@ -297,16 +276,38 @@ class AddressBook:
         synced_at = datetime.fromisoformat(row["synced_at"]) if row["synced_at"] else None
         return SyncState(row["sync_token"], row["ctag"], synced_at, row["error"])
 
-    def query_plan(self, caller: CallerNumber) -> list[str]:
-        """Return SQLite's plan for the tail query, so tests can check it uses the index."""
-        tail = reversed_digits(caller.number)[: self.rules.match_digits] if caller.number else ""
-        rows = self._db.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM phones WHERE digits_rev >= ? AND digits_rev < ?",
-            (tail, tail + AFTER_DIGITS),
-        ).fetchall()
-        return [row["detail"] for row in rows]
+    def query_plan(self, caller: CallerNumber, sources: Sequence[str]) -> list[str]:
+        """Return SQLite's plan for the lookup query, so tests can check that it uses the indexes."""
+        query, params = self._find_query(caller, sources)
+        return [row["detail"] for row in self._db.execute("EXPLAIN QUERY PLAN " + query, params)]
 
     # Internals -----------------------------------------------------------------------
+
+    def _find_query(self, caller: CallerNumber, sources: Sequence[str]) -> tuple[str, list[str]]:
+        """Build the lookup query: the three indexed searches for the caller and each main number."""
+        assert caller.number is not None
+        tail_length = max(self.rules.match_digits, MIN_MATCH_DIGITS)
+        clauses: list[str] = []
+        params: list[str] = []
+        for number in (caller.number, *caller.main_numbers):
+            clauses.append("SELECT id FROM phones WHERE e164 = ?")
+            params.append(number.e164 or "")
+            clauses.append("SELECT id FROM phones WHERE national = ?")
+            params.append(number.national or "")
+            tail = reversed_digits(number)[:tail_length]
+            clauses.append("SELECT id FROM phones WHERE digits_rev >= ? AND digits_rev < ?")
+            params += [tail, tail + AFTER_DIGITS]
+
+        # CROSS JOIN keeps SQLite's join order: the indexed hits first, then their rows.
+        # Starting from the contacts of a source instead reads every contact of it.
+        source_marks = ", ".join("?" for _ in sources)
+        query = (
+            f"WITH hits (id) AS ({' UNION '.join(clauses)})"
+            f" SELECT p.contact_id, {', '.join('p.' + column for column in PHONE_COLUMNS.split(', '))}"
+            " FROM hits CROSS JOIN phones p ON p.id = hits.id CROSS JOIN contacts c ON c.id = p.contact_id"
+            f" WHERE c.source IN ({source_marks}) LIMIT {MAX_CANDIDATES}"
+        )
+        return query, [*params, *sources]
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -67,7 +67,7 @@ class LookupUpdate:
     errors: tuple[ConnectorFailure, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     skipped: SkipReason | None = None
-    # Every answer came from the cache; no connector was asked.
+    # Every connector's cards came from the cache, so no connector was queried.
     cached: bool = False
 
     @property
@@ -212,6 +212,8 @@ class LookupService:
         """Remember the office's choice of contact for a number; it is ranked first from now on."""
         if self.choices is None:
             raise RuntimeError("this lookup service has no choice store")
+        if connector not in self._order:
+            raise ValueError(f"{connector!r} is not a configured connector")
         caller = parse_caller(number, self.rules)
         if caller.skip is not None:
             raise ValueError(f"{number!r} is not a phone number that can be looked up")

@@ -245,9 +245,14 @@ def test_lookup_by_every_index(book: AddressBook) -> None:
     ]
 
 
-def test_tail_query_uses_index(book: AddressBook) -> None:
-    plan = " ".join(book.query_plan(parse_caller("+41441234567", RULES)))
-    assert "phones_by_digits_rev" in plan
+def test_lookup_query_uses_indexes(book: AddressBook) -> None:
+    plan = book.query_plan(parse_caller("+41441234567", RULES), ["contacts"])
+    text = " ".join(plan)
+    assert "phones_by_e164" in text
+    assert "phones_by_national" in text
+    assert "phones_by_digits_rev (digits_rev>? AND digits_rev<?)" in text
+    assert not [step for step in plan if step.startswith("SCAN") and "hits" not in step]
+    assert "contacts_by_href" not in text
 
 
 def test_sources_kept_apart(book: AddressBook) -> None:

@@ -214,6 +214,16 @@ async def test_office_choice_ranked_first(tmp_path: Path) -> None:
     assert (remembered.connector, remembered.contact_id) == ("book", "book-1")
 
 
+def test_choice_errors(tmp_path: Path) -> None:
+    choices = ChoiceStore(tmp_path / "contacts.db")
+    service = LookupService([FakeConnector("book")], RULES, choices=choices)
+    with pytest.raises(ValueError, match="'crm' is not a configured connector"):
+        service.choose("+41441234567", "crm", "1")
+    with pytest.raises(ValueError, match="is not a phone number that can be looked up"):
+        service.choose("anonymous", "book", "1")
+    choices.close()
+
+
 async def test_health_of_every_connector() -> None:
     service = LookupService(
         [FakeConnector("good"), FakeConnector("bad", error=ConnectorError(ErrorCode.TIMEOUT))], RULES
