@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS calls (
     last_seq INTEGER NOT NULL,
     call_json TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cards (
+    call_id TEXT PRIMARY KEY,
+    message_json TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state, last_seq);
 CREATE INDEX IF NOT EXISTS events_by_call ON events (call_id);
 """
@@ -126,6 +130,29 @@ class History:
         )
         return [(s, kind, json.loads(payload)) for s, extension, kind, payload in rows if _visible(extension, extensions)]
 
+    def store_cards(self, call_id: str, message: dict[str, Any]) -> None:
+        """Keep the final `crm` message of a call, so a reloaded page shows its cards."""
+        payload = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT INTO cards (call_id, message_json) VALUES (?, ?) "
+                    "ON CONFLICT(call_id) DO UPDATE SET message_json = excluded.message_json",
+                    (call_id, payload),
+                )
+        except sqlite3.Error as error:
+            raise HistoryError(f"cannot store the cards of call {call_id} in {self.path}: {error}") from error
+
+    def cards_for(self, call_ids: list[str]) -> list[dict[str, Any]]:
+        """Return the stored `crm` messages of these calls."""
+        messages: list[dict[str, Any]] = []
+        for start in range(0, len(call_ids), 500):
+            chunk = call_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT message_json FROM cards WHERE call_id IN ({marks})", chunk)
+            messages += [json.loads(payload) for (payload,) in rows]
+        return messages
+
     def purge(self, days: int) -> int:
         """Delete ended calls and events older than `days`; return the number of calls removed."""
         cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
@@ -134,6 +161,7 @@ class History:
                 "DELETE FROM calls WHERE state = 'ended' AND started_at < ?", (cutoff,)
             ).rowcount
             self._db.execute("DELETE FROM events WHERE at < ?", (cutoff,))
+            self._db.execute("DELETE FROM cards WHERE call_id NOT IN (SELECT id FROM calls)")
         if removed:
             log.info("purged %d calls older than %d days", removed, days)
         return removed

@@ -8,6 +8,7 @@ them to the pages.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 import logging
 import time
 from datetime import datetime, timezone
@@ -16,10 +17,12 @@ from typing import Any
 from agent.bus import EventBus
 from agent.config import Config
 from agent.history import History, HistoryError
+from agent.lookup.factory import create_lookup
+from agent.lookup.protocol import cards_message
 from agent.metrics import Registry
 from agent.protocol import call_json, call_message, format_time
 from sip.dialoginfo import DialogInfoError, parse_dialog_info
-from sip.model import CallEvent
+from sip.model import Call, CallEvent, EventKind
 from sip.profiles import PROFILES
 from sip.sources.subscribe import DialogSubscriptionSource
 from sip.subscription import DIALOG_INFO_TYPE, DocumentReceived, StateChanged
@@ -32,6 +35,10 @@ EXPIRY_INTERVAL = 10.0
 
 # How often history older than `[agent] history_days` is purged.
 PURGE_INTERVAL = 3600.0
+
+# Calls whose caller was already looked up, remembered so a later event of the same call
+# does not look it up again; far more than the calls live at once in any office.
+LOOKED_UP_MEMORY = 10_000
 
 # The newest ended calls that a snapshot carries when the page gives no `since`.
 SNAPSHOT_HISTORY = 50
@@ -64,6 +71,9 @@ class CallService:
             extension: {"extension": extension, "state": "pending", "since": format_time(started), "reason": None}
             for extension in self.extensions
         }
+        self.lookup = create_lookup(config.lookup_settings(), config.agent.data_dir)
+        self._lookups: dict[str, asyncio.Task[None]] = {}
+        self._looked_up: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self.rejected_documents = 0
         self.unstored_events = 0
@@ -86,6 +96,7 @@ class CallService:
     async def start(self) -> None:
         """Close calls left open by an earlier run, then start subscribing."""
         self._close_stale_calls()
+        await self.lookup.start()
         await self.source.start()
         self._tasks = [
             asyncio.create_task(self._every(EXPIRY_INTERVAL, self._expire), name="expire-phantoms"),
@@ -98,7 +109,11 @@ class CallService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        for lookup in list(self._lookups.values()):
+            lookup.cancel()
+        await asyncio.gather(*self._lookups.values(), return_exceptions=True)
         await self.source.stop()
+        await self.lookup.stop()
 
     # Source callbacks -------------------------------------------------------------------
 
@@ -165,6 +180,37 @@ class CallService:
                 call.id, call.extension, event.kind, call.direction, call.outcome or call.state,
             )
             self.bus.publish(call_message(seq, event, payload), call.extension)
+            if event.kind != EventKind.ENDED:
+                self._start_lookup(call)
+
+    # Caller lookup ----------------------------------------------------------------------
+
+    def _start_lookup(self, call: Call) -> None:
+        """Look the other party up once per call, in the background; cards follow the call row."""
+        if call.id in self._looked_up:
+            return
+        self._looked_up[call.id] = None
+        while len(self._looked_up) > LOOKED_UP_MEMORY:
+            self._looked_up.popitem(last=False)
+        task = asyncio.get_running_loop().create_task(self._look_up(call), name=f"lookup-{call.id}")
+        self._lookups[call.id] = task
+        task.add_done_callback(lambda _: self._lookups.pop(call.id, None))
+
+    async def _look_up(self, call: Call) -> None:
+        number = None if call.remote.withheld else call.remote.number
+        message = None
+        try:
+            async for update in self.lookup.lookup(number, call_id=call.id):
+                message = cards_message(call.id, update)
+                self.bus.publish(message, call.extension)
+        except Exception:  # A broken connector must never take the call pipeline down.
+            log.exception("call %s on extension %s: caller lookup failed", call.id, call.extension)
+            return
+        if message is not None:
+            try:
+                self.history.store_cards(call.id, message)
+            except HistoryError as error:
+                log.error("call %s on extension %s: %s", call.id, call.extension, error)
 
     def health(self) -> dict[str, Any]:
         """Return the `health` object of the protocol."""
@@ -178,6 +224,10 @@ class CallService:
             key = (("state", item["state"]),)
             counts[key] = counts.get(key, 0.0) + 1
         return counts
+
+    def snapshot_cards(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Return the stored `crm` messages of the calls in a snapshot."""
+        return self.history.cards_for([call["id"] for call in calls])
 
     def snapshot_parts(self, since: int | None, extensions: set[str] | None) -> tuple[int, list[Any], list[Any]]:
         """Return (seq, active calls, history) for a snapshot."""

@@ -452,11 +452,13 @@ class AddressBookConnector(Connector):
     def contact_card(self, stored: StoredContact, match: Match, url: str | None = None) -> Card:
         """Build the card of a stored contact; a company card has a company and no person name."""
         contact = stored.contact
+        # A record named like its organisation describes the company, as a KIND:org card does.
+        is_company = contact.is_company or contact.display_name == contact.org
         return self.card(
             match,
             contact_id=contact.uid,
-            name=None if contact.is_company else contact.display_name,
-            company=contact.org or (contact.display_name if contact.is_company else None),
+            name=None if is_company else contact.display_name,
+            company=contact.org or (contact.display_name if is_company else None),
             url=url,
             company_url=contact.url,
         )

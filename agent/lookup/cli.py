@@ -27,6 +27,8 @@ from agent.lookup.vcard import VCardError, read_vcards, write_vcards
 # The lab's data folder, the same that `ringboard run` uses without a configuration file.
 LAB_DATA_DIR = Path("var")
 
+CONFIG_HELP = "configuration file (default: ./ringboard.toml, then /etc/ringboard)"
+
 EXIT_FOUND = 0
 EXIT_NOT_FOUND = 1
 EXIT_ERROR = 2
@@ -35,9 +37,6 @@ EXIT_ERROR = 2
 def add_commands(subparsers: Any) -> None:
     """Register `contacts import`, `contacts export` and `lookup` on the `ringboard` parser."""
     contacts = subparsers.add_parser("contacts", help="import or export the local address book")
-    contacts.add_argument(
-        "--config", type=Path, help="configuration file (default: ./ringboard.toml, then /etc/ringboard)"
-    )
     actions = contacts.add_subparsers(dest="contacts_command", required=True)
 
     importing = actions.add_parser("import", help="add the contacts of a vCard or CSV file to the address book")
@@ -56,20 +55,20 @@ def add_commands(subparsers: Any) -> None:
         action="store_true",
         help="also remove contacts of that address book that the file does not contain",
     )
+    importing.add_argument("--config", type=Path, help=CONFIG_HELP)
     importing.set_defaults(handler=import_command)
 
     exporting = actions.add_parser("export", help="write the address book as vCards")
     exporting.add_argument("file", nargs="?", type=Path, help="output file (default: standard output)")
     exporting.add_argument("--from", dest="source", help="address book connector to export (default: the first)")
+    exporting.add_argument("--config", type=Path, help=CONFIG_HELP)
     exporting.set_defaults(handler=export_command)
 
     lookup = subparsers.add_parser(
         "lookup", help="look a number up in every connector, as for an incoming call (exit 1: nothing found)"
     )
     lookup.add_argument("number", help='the number as the PBX presents it, e.g. "+41441234567" or "sip:0441234567@pbx"')
-    lookup.add_argument(
-        "--config", type=Path, help="configuration file (default: ./ringboard.toml, then /etc/ringboard)"
-    )
+    lookup.add_argument("--config", type=Path, help=CONFIG_HELP)
     lookup.set_defaults(handler=lookup_command)
 
 
@@ -148,7 +147,7 @@ def lookup_settings(config: Config | None) -> tuple[LookupSettings, Path]:
         return lab_settings(), LAB_DATA_DIR
     settings = getattr(config, "lookup", None)
     if settings is None:
-        raw: dict[str, Any] = {}
+        raw: dict[str, Any] = {"numbers": {"default_region": config.numbers.default_region}}
         if config.source is not None:
             raw = tomllib.loads(config.source.read_text(encoding="utf-8"))
         settings = parse_lookup_settings(raw)

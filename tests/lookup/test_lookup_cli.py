@@ -35,7 +35,13 @@ VCARDS = (
     "TEL;TYPE=WORK:+41 (0)44 123 45 00\r\nEND:VCARD\r\n"
 )
 
-MAPPED_CSV = "Name;Firma;Telefon\nJonas Weber;Weber Logistik GmbH;030 1234567\n"
+MAPPED_CSV = "\n".join(
+    [
+        "Name;Firma;Telefon",
+        "Jonas Weber;Weber Logistik GmbH;030 1234567",
+        "Weber Logistik GmbH;Weber Logistik GmbH;030 1234567-0",
+    ]
+)
 
 
 def run(argv: list[str], config: Config | None) -> int:
@@ -76,6 +82,8 @@ def test_csv_import_with_mapping(tmp_path: Path, config: Config, capsys: pytest.
     assert code == 0
     assert run(["lookup", "+49301234567"], config) == 0
     assert "Jonas Weber, Weber Logistik GmbH" in capsys.readouterr().out
+    assert run(["lookup", "+493012345670"], config) == 0
+    assert "1. Weber Logistik GmbH  [Office contacts, score 100]" in capsys.readouterr().out
 
 
 def test_export_round_trip(tmp_path: Path, config: Config) -> None:
