@@ -88,8 +88,9 @@ async def serve(config: Config, *, ready: threading.Event | None = None) -> None
 def _run_lab(port: int | None) -> int:
     """Start Kamailio, the simulated phones and their traffic, and observe them."""
     from agent.lab import Lab, LabError
+    from agent.lookup.settings import lab_settings
 
-    data_dir = Path("var")
+    data_dir = Path("var").resolve()
     lab = Lab(data_dir / "lab")
     print("No ringboard.toml found: starting the lab (Kamailio and simulated phones on 127.0.0.1)", flush=True)
     try:
@@ -108,6 +109,7 @@ def _run_lab(port: int | None) -> int:
             listen_host="127.0.0.1",
             listen_port=0,
         ),
+        lookup=lab_settings(),
     )
     config = replace(config, agent=replace(config.agent, data_dir=data_dir))
     if port:

@@ -79,6 +79,7 @@ def call_json(call: Call, region: str) -> dict[str, Any]:
         "outcome_reason": call.outcome_reason,
         "answered_by": call.answered_by,
         "transferred_to": call.transferred_to,
+        "referred_by": call.referred_by,
     }
 
 

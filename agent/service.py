@@ -125,13 +125,13 @@ class CallService:
 
         content_type = (received.content_type or "").split(";")[0].strip().lower()
         if received.body.strip() and content_type != DIALOG_INFO_TYPE:
-            self._reject(extension, f"unexpected Content-Type {content_type or '(none)'}")
+            self._reject(extension, "content_type", f"unexpected Content-Type {content_type or '(none)'}")
             return
 
         try:
             document = parse_dialog_info(received.body)
         except DialogInfoError as error:
-            self._reject(extension, str(error))
+            self._reject(extension, str(error.reason), str(error))
             return
 
         self._documents.inc(result="applied")
@@ -150,12 +150,16 @@ class CallService:
         }
         self.bus.publish({"type": "health", **self.health()})
 
-    def _reject(self, extension: str, reason: str) -> None:
+    def _reject(self, extension: str, reason: str, detail: str) -> None:
+        """Count and log a document that was not applied; the extension's calls stay as they were."""
         self.rejected_documents += 1
         self._documents.inc(result="rejected")
+        self.metrics.counter(
+            "ringboard_dialog_documents_rejected_total", "dialog-info documents rejected, by reason"
+        ).inc(reason=reason)
         log.warning(
-            "extension %s: dialog-info document skipped (%s); %d skipped so far",
-            extension, reason, self.rejected_documents,
+            "extension %s: dialog-info document skipped (%s: %s); %d skipped so far",
+            extension, reason, detail, self.rejected_documents,
         )
 
     # Events ---------------------------------------------------------------------------

@@ -9,9 +9,12 @@ dialog is skipped and named in `warnings`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal, NamedTuple, cast
 from xml.etree.ElementTree import Element, ParseError
+from xml.parsers.expat import errors as expat_errors
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -33,8 +36,44 @@ RENDERING_PARAM = "+sip.rendering"
 _RENDERING_VALUES = {"yes": True, "true": True, "no": False, "false": False}
 
 
+# expat error codes for a document that stops before its root element is closed.
+_TRUNCATION_ERRORS = frozenset(
+    expat_errors.codes[message]
+    for message in (
+        expat_errors.XML_ERROR_NO_ELEMENTS,
+        expat_errors.XML_ERROR_UNCLOSED_TOKEN,
+        expat_errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
+        expat_errors.XML_ERROR_PARTIAL_CHAR,
+    )
+)
+_ENCODING_ERRORS = frozenset(
+    expat_errors.codes[message]
+    for message in (expat_errors.XML_ERROR_UNKNOWN_ENCODING, expat_errors.XML_ERROR_INCORRECT_ENCODING)
+)
+
+# The encoding named in an XML declaration (XML 1.0 §4.3.3). Without one, and without a
+# byte order mark, a document is UTF-8.
+_DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["']""")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+class RejectReason(StrEnum):
+    """Why a document was rejected: a short code for logs and metric labels."""
+
+    TOO_LARGE = "too_large"
+    ENCODING = "encoding"
+    TRUNCATED = "truncated"
+    MALFORMED = "malformed"
+    FORBIDDEN = "forbidden"
+    INVALID = "invalid"
+
+
 class DialogInfoError(ValueError):
-    """A dialog-info or RLMI document that cannot be read, with the reason in the text."""
+    """A dialog-info or RLMI document that cannot be read, with the details in the text."""
+
+    def __init__(self, message: str, reason: RejectReason = RejectReason.INVALID) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Replaces(NamedTuple):
@@ -269,14 +308,44 @@ def parse_rlmi(body: bytes) -> RlmiList:
 
 def _parse_xml(body: bytes) -> Element:
     if len(body) > MAX_DOCUMENT_BYTES:
-        raise DialogInfoError(f"document of {len(body)} bytes is above the limit of {MAX_DOCUMENT_BYTES}")
+        raise DialogInfoError(
+            f"document of {len(body)} bytes is above the limit of {MAX_DOCUMENT_BYTES}", RejectReason.TOO_LARGE
+        )
+    body = body.strip()
+    _check_utf8(body)
+
     try:
-        # Entities and external references are refused: a PBX document never needs them.
-        return fromstring(body.strip())
+        # Entities and external references are refused: a PBX document never needs them,
+        # and nested entities expand a small body into gigabytes ("billion laughs").
+        return fromstring(body)
     except ParseError as error:
-        raise DialogInfoError(f"malformed XML: {error}") from None
+        if error.code in _TRUNCATION_ERRORS:
+            raise DialogInfoError(f"malformed XML, the document ends early: {error}", RejectReason.TRUNCATED) from None
+        if error.code in _ENCODING_ERRORS:
+            raise DialogInfoError(f"malformed XML, unusable encoding: {error}", RejectReason.ENCODING) from None
+        raise DialogInfoError(f"malformed XML: {error}", RejectReason.MALFORMED) from None
     except DefusedXmlException as error:
-        raise DialogInfoError(f"XML feature not accepted: {error}") from None
+        raise DialogInfoError(f"XML feature not accepted: {error}", RejectReason.FORBIDDEN) from None
+
+
+def _check_utf8(body: bytes) -> None:
+    """Reject a body that is not UTF-8 although it names no other encoding.
+
+    expat would report such a body as an invalid token somewhere in the middle; this
+    names the real problem and the byte where it starts.
+    """
+    if body.startswith(_UTF16_BOMS):
+        return
+    declared = _DECLARED_ENCODING.match(body)
+    if declared is not None and declared.group(1).lower().replace(b"-", b"") != b"utf8":
+        return
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DialogInfoError(
+            f"document is not valid UTF-8 at byte {error.start} and declares no other encoding",
+            RejectReason.ENCODING,
+        ) from None
 
 
 def _split_tag(tag: str) -> tuple[str | None, str]:

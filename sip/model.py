@@ -88,6 +88,9 @@ class Call:
     outcome_reason: str | None = None
     answered_by: str | None = None
     transferred_to: str | None = None
+    # Who referred the other party to this extension (RFC 3892 Referred-By), as a
+    # number or user, for a call that a transfer brought here.
+    referred_by: str | None = None
     sip_call_id: str | None = None
 
     def snapshot(self) -> Call:

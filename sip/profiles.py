@@ -6,7 +6,7 @@ User-Agent strings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,11 @@ class PbxProfile:
     # first seen `confirmed` gets no answer time and its answer is inferred.
     outgoing_confirmed_at_once: bool = False
 
+    # The one dialog id names the extension and is reused by every call, so a ringing
+    # dialog whose caller changes is a new call: the PBX collapsed the first call's end
+    # and the next call's ring into one document.
+    dialog_per_extension: bool = False
+
     # The document reflects the extension's device state rather than SIP dialogs, so
     # `early` -> `terminated` cannot tell a caller hang-up from a pickup or a ring-group
     # answer elsewhere, nor `early` -> `confirmed` an answer from a new outgoing call.
@@ -36,16 +41,30 @@ class PbxProfile:
     # instead of being refused with 481.
     reads_unsolicited_notify: bool = False
 
-    # Whether the `direction` attribute (which side sent the INVITE) is read at all.
-    trust_direction: bool = True
+    # The `direction` attribute (which side sent the INVITE) was seen wrong, so it is
+    # not read and a call's direction comes from its remote party alone.
+    direction_unreliable: bool = False
+
+    @property
+    def quirks(self) -> tuple[str, ...]:
+        """Name every behaviour in which this profile departs from RFC 4235."""
+        names: list[str] = []
+        for item in fields(self):
+            if item.name != "name" and getattr(self, item.name):
+                names.append(item.name)
+        return tuple(names)
 
 
 # Asterisk chan_pjsip builds dialog-info from device state: the dialog id is the
 # extension, there is no call-id, and a ringing outgoing call is already `confirmed`.
 # chan_sip sends `call-id="pickup-<subscription Call-ID>"`.
+# NOTE: with `notify_early_inuse_ringing=yes` Asterisk reports a second call ringing on a
+# busy extension as `early` on the same dialog id. The tracker reads that as a stale
+# state and ignores it, so call waiting on Asterisk shows only the first call.
 ASTERISK = PbxProfile(
     name="asterisk",
     fake_call_ids=True,
+    dialog_per_extension=True,
     outgoing_confirmed_at_once=True,
     outcomes_inferred=True,
 )
@@ -64,7 +83,7 @@ THREE_CX = PbxProfile(name="3cx")
 
 # innovaphone sends partner-key NOTIFYs without a SUBSCRIBE, and its `direction` was
 # seen inverted (`initiator` on the called extension).
-INNOVAPHONE = PbxProfile(name="innovaphone", reads_unsolicited_notify=True, trust_direction=False)
+INNOVAPHONE = PbxProfile(name="innovaphone", reads_unsolicited_notify=True, direction_unreliable=True)
 
 # Any notifier that follows RFC 4235.
 GENERIC = PbxProfile(name="generic")

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from sip.dialoginfo import Dialog, DialogInfo
 from sip.model import Call, CallEvent, CallState, Confidence, Direction, EventKind, Outcome, RemoteParty
 from sip.profiles import PROFILES, PbxProfile
-from sip.uri import remote_party_from_uri
+from sip.uri import UriError, parse_name_addr, remote_party_from_uri
 
 # A dialog still `early` after this long is a phantom the PBX never ended (FreeSWITCH and
 # Kamailio were both seen leaving one behind). Ring groups and queues rarely ring one
@@ -31,7 +31,9 @@ LINGER_SECONDS = 120.0
 
 # Each extension's NOTIFY travels on its own subscription, so the `confirmed` of the
 # extension that answered a ring-group call can arrive after the `terminated` of the
-# others. Within this window a missed call is corrected to answered elsewhere.
+# others. Within this window a missed call is corrected to answered elsewhere. Without
+# real Call-IDs (Asterisk), a call that rang from the same caller number and was
+# answered on another extension within this window counts too, as inferred.
 RING_GROUP_WINDOW_SECONDS = 10.0
 
 # Office dial plans use up to six digits for extensions (Avaya CM: 499701), while a
@@ -128,6 +130,8 @@ class CallTracker:
         # Calls by real Call-ID and by the Call-IDs they replaced, across extensions, for
         # ring groups and pickups. Ended calls stay for RING_GROUP_WINDOW_SECONDS.
         self._by_call_id: dict[str, list[_CallRecord]] = {}
+        # Calls without a real Call-ID by caller number, for the same purpose.
+        self._by_caller: dict[str, list[_CallRecord]] = {}
 
     def new_subscription(self, extension: str) -> None:
         """Restart version counting for an extension: a new SUBSCRIBE dialog starts anew."""
@@ -186,12 +190,13 @@ class CallTracker:
                     events.extend(self._close_phantom(state, record, now))
             self._forget_ended_dialogs(state, now)
 
-        for call_id, records in list(self._by_call_id.items()):
-            recent = [record for record in records if not self._outside_window(record, now)]
-            if recent:
-                self._by_call_id[call_id] = recent
-            else:
-                del self._by_call_id[call_id]
+        for index in (self._by_call_id, self._by_caller):
+            for key, records in list(index.items()):
+                recent = [record for record in records if not self._outside_window(record, now)]
+                if recent:
+                    index[key] = recent
+                else:
+                    del index[key]
         return events
 
     # Dialogs ------------------------------------------------------------------------
@@ -264,6 +269,11 @@ class CallTracker:
             # FreeSWITCH was seen sending `early` again for a dialog already in a call.
             return []
 
+        if rank == entry.rank == _EARLY and self._profile.dialog_per_extension and _new_caller(record, dialog):
+            events = self._end_dialog(state, record, dialog.id, None, now)
+            del state.dialogs[dialog.id]
+            return events + self._open_dialog(record.call.extension, state, dialog, rank, now)
+
         changed = self._refresh(record, dialog)
         events: list[CallEvent] = []
         if rank > entry.rank:
@@ -295,7 +305,7 @@ class CallTracker:
     def _start_call(
         self, extension: str, state: _ExtensionState, dialog: Dialog, key: str, call_id: str | None, now: datetime
     ) -> _CallRecord:
-        initiated_here = _initiated_here(dialog) if self._profile.trust_direction else None
+        initiated_here = _initiated_here(dialog) if not self._profile.direction_unreliable else None
         remote = _remote_party(dialog) or RemoteParty()
         call = Call(
             id=self._new_id(),
@@ -311,22 +321,42 @@ class CallTracker:
         if call_id:
             self._index(call_id, record)
         self._note_replaces(record, dialog)
+        self._note_parties(record, dialog)
         return record
 
     def _refresh(self, record: _CallRecord, dialog: Dialog) -> bool:
         """Take in newer identity and direction details, and return True when the call changed."""
         self._note_replaces(record, dialog)
-        before = (record.call.remote, record.call.direction)
+        call = record.call
+        before = (call.remote, call.direction, call.called, call.referred_by)
 
-        if record.initiated_here is None and self._profile.trust_direction:
+        if record.initiated_here is None and not self._profile.direction_unreliable:
             record.initiated_here = _initiated_here(dialog)
         # A listing without a remote identity keeps the known one: Asterisk drops it
         # once the call is answered.
         remote = _remote_party(dialog)
         if remote is not None:
-            record.call.remote = remote
-        record.call.direction = self._direction(record.initiated_here, record.call.remote)
-        return (record.call.remote, record.call.direction) != before
+            call.remote = remote
+        call.direction = self._direction(record.initiated_here, call.remote)
+        self._note_parties(record, dialog)
+        return (call.remote, call.direction, call.called, call.referred_by) != before
+
+    def _note_parties(self, record: _CallRecord, dialog: Dialog) -> None:
+        """Take the called number and the referrer from a listing, and index the caller."""
+        call = record.call
+        # For a call to this extension, the local identity is the address the caller
+        # dialled: a ring group or a DID when it is not the extension itself (Kamailio
+        # shows the ring group's `sip:600@...` on each member's dialog).
+        if record.initiated_here is not True and dialog.local_identity:
+            called = _party_number(dialog.local_identity)
+            if called is not None and called != call.extension:
+                call.called = called
+        if dialog.referred_by:
+            call.referred_by = _party_number(dialog.referred_by) or call.referred_by
+        if call.sip_call_id is None and call.remote.number is not None:
+            records = self._by_caller.setdefault(call.remote.number, [])
+            if record not in records:
+                records.append(record)
 
     def _confirm(self, record: _CallRecord, now: datetime, *, first_seen: bool = False) -> list[CallEvent]:
         if record.confirmed:
@@ -405,9 +435,9 @@ class CallTracker:
             return
 
         if not record.initiated_here:
-            answerer = self._answerer_elsewhere(record, now)
+            answerer, confidence = self._answerer_elsewhere(record, now)
             if answerer is not None or record.replaced:
-                call.outcome, call.confidence = Outcome.ANSWERED_ELSEWHERE, Confidence.CERTAIN
+                call.outcome, call.confidence = Outcome.ANSWERED_ELSEWHERE, confidence
                 call.answered_by = answerer.call.extension if answerer is not None else None
                 call.outcome_reason = self._elsewhere_reason(record, answerer)
                 return
@@ -423,20 +453,25 @@ class CallTracker:
         call.confidence = certainty if record.initiated_here is False else Confidence.INFERRED
         call.outcome_reason = _failure_reason(event, code)
 
-    def _answerer_elsewhere(self, record: _CallRecord, now: datetime) -> _CallRecord | None:
+    def _answerer_elsewhere(self, record: _CallRecord, now: datetime) -> tuple[_CallRecord | None, Confidence]:
+        """Find the monitored extension that answered this call, and how sure that is."""
         # NOTE: only a monitored extension's answer counts. The caller's own `confirmed`
         # does not, because a proxy that forwards to voicemail on no answer confirms the
         # caller's dialog with the same Call-ID.
         call_id = record.call.sip_call_id
-        if call_id is None:
-            return None
-        for other in self._by_call_id.get(call_id, []):
-            if other.call.extension == record.call.extension or not other.confirmed:
-                continue
-            if other.initiated_here is True or self._outside_window(other, now):
-                continue
-            return other
-        return None
+        if call_id is not None:
+            for other in self._by_call_id.get(call_id, []):
+                if other.call.extension == record.call.extension or not other.confirmed:
+                    continue
+                if other.initiated_here is True or self._outside_window(other, now):
+                    continue
+                return other, Confidence.CERTAIN
+            return None, Confidence.CERTAIN
+
+        for other in self._same_caller(record):
+            if other.confirmed and self._answered_near(other, now):
+                return other, Confidence.INFERRED
+        return None, Confidence.CERTAIN
 
     def _correct_missed_elsewhere(self, answerer: _CallRecord, now: datetime) -> list[CallEvent]:
         """Turn calls of other extensions that ended missed moments ago into answered elsewhere."""
@@ -445,20 +480,39 @@ class CallTracker:
         call_ids = set(answerer.replaced_call_ids)
         if answerer.call.sip_call_id:
             call_ids.add(answerer.call.sip_call_id)
+        candidates = [(other, Confidence.CERTAIN) for call_id in sorted(call_ids) for other in self._by_call_id.get(call_id, [])]
+        if self._answered_near(answerer, now):
+            candidates += [(other, Confidence.INFERRED) for other in self._same_caller(answerer)]
 
         events: list[CallEvent] = []
-        for call_id in sorted(call_ids):
-            for other in self._by_call_id.get(call_id, []):
-                call = other.call
-                if call.extension == answerer.call.extension or call.outcome != Outcome.MISSED:
-                    continue
-                if call.ended_at is None or now - call.ended_at > self._ring_group_window:
-                    continue
-                call.outcome, call.confidence = Outcome.ANSWERED_ELSEWHERE, Confidence.CERTAIN
-                call.answered_by = answerer.call.extension
-                call.outcome_reason = self._elsewhere_reason(other, answerer)
-                events.append(CallEvent(EventKind.UPDATED, call.snapshot()))
+        for other, confidence in candidates:
+            call = other.call
+            if call.extension == answerer.call.extension or call.outcome != Outcome.MISSED:
+                continue
+            if call.ended_at is None or now - call.ended_at > self._ring_group_window:
+                continue
+            call.outcome, call.confidence = Outcome.ANSWERED_ELSEWHERE, confidence
+            call.answered_by = answerer.call.extension
+            call.outcome_reason = self._elsewhere_reason(other, answerer)
+            events.append(CallEvent(EventKind.UPDATED, call.snapshot()))
         return events
+
+    def _same_caller(self, record: _CallRecord) -> list[_CallRecord]:
+        """Return the calls of other extensions without a Call-ID that rang from the same caller."""
+        number = record.call.remote.number
+        if record.call.sip_call_id is not None or number is None or record.initiated_here is True:
+            return []
+        return [
+            other
+            for other in self._by_caller.get(number, [])
+            if other.call.extension != record.call.extension and other.initiated_here is not True
+        ]
+
+    def _answered_near(self, record: _CallRecord, now: datetime) -> bool:
+        # Only a call seen ringing, then answered, counts: a call first seen connected may
+        # be an outgoing call on a profile whose `confirmed` covers those too.
+        answered_at = record.call.answered_at
+        return answered_at is not None and abs(now - answered_at) <= self._ring_group_window
 
     def _elsewhere_reason(self, record: _CallRecord, answerer: _CallRecord | None) -> str:
         if record.replaced:
@@ -534,6 +588,14 @@ def _initiated_here(dialog: Dialog) -> bool | None:
 
 
 def _remote_party(dialog: Dialog) -> RemoteParty | None:
+    if dialog.remote_identity and "<" in dialog.remote_identity:
+        # Some notifiers write a whole name-addr where RFC 4235 puts a bare URI.
+        try:
+            name_addr = parse_name_addr(dialog.remote_identity)
+        except UriError:
+            pass
+        else:
+            return remote_party_from_uri(name_addr.uri, dialog.remote_display or name_addr.display)
     if dialog.remote_identity:
         return remote_party_from_uri(dialog.remote_identity, dialog.remote_display)
     if dialog.remote_target:
@@ -541,6 +603,26 @@ def _remote_party(dialog: Dialog) -> RemoteParty | None:
     if dialog.remote_display:
         return remote_party_from_uri(None, dialog.remote_display)
     return None
+
+
+def _new_caller(record: _CallRecord, dialog: Dialog) -> bool:
+    """Return True when a listing names another caller than the one the call already has."""
+    known = record.call.remote
+    listed = _remote_party(dialog)
+    if listed is None or (known.number is None and not known.withheld):
+        return False
+    return (listed.number, listed.withheld) != (known.number, known.withheld)
+
+
+def _party_number(uri: str) -> str | None:
+    """Return the number or user a URI (or name-addr) presents, None when withheld or unreadable."""
+    if "<" in uri:
+        try:
+            uri = parse_name_addr(uri).uri
+        except UriError:
+            return None
+    party = remote_party_from_uri(uri, None)
+    return None if party.withheld else party.number
 
 
 def _failed_outcome(code: int | None) -> Outcome:

@@ -280,4 +280,7 @@ def _clean_display(display: str | None) -> str | None:
     # Header text is decoded with surrogateescape. Invalid UTF-8 bytes become U+FFFD here,
     # so that a display name can always be encoded again.
     text = display.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
+    # Some notifiers copy the quoted-string of the SIP header into a dialog-info
+    # `display` attribute, quotes and escapes included.
+    text = unquote_string(text).strip()
     return text or None

@@ -54,7 +54,8 @@ class Lab:
     """
 
     def __init__(self, workdir: Path | str, sip_port: int = 0) -> None:
-        self.workdir = Path(workdir)
+        # SIPp resolves scenario and log paths against its own working directory.
+        self.workdir = Path(workdir).resolve()
         self.domain = DOMAIN
         self.extensions: tuple[str, ...] = tuple(EXTENSIONS)
         self.ring_group = RING_GROUP

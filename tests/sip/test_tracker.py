@@ -644,13 +644,56 @@ def test_pickup_end_before_answer():
 def test_fake_call_ids_not_linked():
     calls = tracker(pbx="asterisk")
     calls.apply("201", doc(1, dialog("201", "early", call_id="pickup-sub-1")), at(0))
-    calls.apply("202", doc(1, dialog("202", "early", call_id="pickup-sub-1")), at(0))
-    calls.apply("202", doc(2, dialog("202", "confirmed", call_id="pickup-sub-1")), at(5))
+    other_caller = dialog("202", "early", call_id="pickup-sub-1", remote="sip:0449876543@pbx")
+    calls.apply("202", doc(1, other_caller), at(0))
+    calls.apply("202", doc(2, dialog("202", "confirmed", call_id="pickup-sub-1", remote=None)), at(5))
 
     events = calls.apply("201", doc(2, dialog("201", "terminated", call_id="pickup-sub-1")), at(5.1))
 
     assert events[0].call.outcome == Outcome.MISSED
     assert events[0].call.sip_call_id is None
+
+
+def test_same_caller_answer_inferred_on_asterisk():
+    calls = tracker(pbx="asterisk")
+    calls.apply("201", doc(1, dialog("201", "early", call_id="pickup-sub-1")), at(0))
+    calls.apply("202", doc(1, dialog("202", "early", call_id="pickup-sub-2")), at(0))
+    calls.apply("202", doc(2, dialog("202", "confirmed", direction=None, remote=None)), at(5))
+
+    events = calls.apply("201", doc(2, dialog("201", "terminated", direction=None, remote=None)), at(5.1))
+
+    call = events[0].call
+    assert (call.outcome, call.confidence) == (Outcome.ANSWERED_ELSEWHERE, Confidence.INFERRED)
+    assert (call.answered_by, call.outcome_reason) == ("202", "ring_group")
+
+
+def test_same_caller_late_answer_corrects_missed():
+    calls = tracker(pbx="asterisk")
+    calls.apply("201", doc(1, dialog("201", "early")), at(0))
+    calls.apply("202", doc(1, dialog("202", "early")), at(0))
+    missed = calls.apply("201", doc(2, dialog("201", "terminated", direction=None, remote=None)), at(5))
+
+    answered = calls.apply("202", doc(2, dialog("202", "confirmed", direction=None, remote=None)), at(5.3))
+
+    assert (missed[0].call.outcome, missed[0].call.confidence) == (Outcome.MISSED, Confidence.INFERRED)
+    assert kinds(answered) == [EventKind.CONNECTED, EventKind.UPDATED]
+    corrected = answered[1].call
+    assert (corrected.extension, corrected.outcome, corrected.confidence) == (
+        "201",
+        Outcome.ANSWERED_ELSEWHERE,
+        Confidence.INFERRED,
+    )
+    assert corrected.answered_by == "202"
+
+
+def test_same_caller_busy_line_not_answerer():
+    calls = tracker(pbx="asterisk")
+    calls.apply("202", doc(1, dialog("202", "confirmed", direction=None)), at(0))
+    calls.apply("201", doc(1, dialog("201", "early")), at(30))
+
+    events = calls.apply("201", doc(2, dialog("201", "terminated", direction=None, remote=None)), at(40))
+
+    assert events[0].call.outcome == Outcome.MISSED
 
 
 def test_expire_keeps_recent_ring_group_calls():
