@@ -1,4 +1,8 @@
-"""The Starlette application: the page, the Pyodide runtime, the event WebSocket and health."""
+"""The Starlette application: the page, pairing, the event WebSocket, history and health.
+
+`agent.middleware` wraps it: security headers on every response, and the device-token
+and Origin checks in front of every `/api/` route except `POST /api/pair`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -19,10 +24,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from agent.auth import UNAUTHENTICATED_CLOSE_CODE, Authenticator, LiveConnection, Refused, cookie_name, device_cookie
 from agent.bus import EventBus
 from agent.history import MAX_PAGE
+from agent.middleware import API_PREFIX, ApiError, ApiGuard, SecurityHeaders, error_response, read_json
 from agent.protocol import error_message, snapshot_message
 from agent.service import CallService
+from agent.users import Session
 from agent.webui import ensure_ui_zip
 
 log = logging.getLogger("ringboard.http")
@@ -42,20 +50,18 @@ def _pinned_pyodide_version() -> str:
 PYODIDE_VERSION = _pinned_pyodide_version()
 PYODIDE_DIR = WEBAPP_DIR / "vendor" / "pyodide" / PYODIDE_VERSION
 PYODIDE_BASE = f"/vendor/pyodide/{PYODIDE_VERSION}/"
-
-# Pyodide compiles WebAssembly, which needs 'wasm-unsafe-eval'; nothing else is relaxed.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
-    "connect-src 'self'; img-src 'self' data:; worker-src 'self'; base-uri 'none'; "
-    "frame-ancestors 'none'; form-action 'self'"
-)
-SHELL_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "Cache-Control": "no-cache",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
 IMMUTABLE = "public, max-age=31536000, immutable"
+
+# `{"pin": "123456789"}` is 18 bytes; a kilobyte leaves room for spacing and nothing more.
+MAX_PAIR_BODY = 1024
+
+# Calls per history page when the page gives no `limit`.
+DEFAULT_HISTORY_PAGE = 50
+
+# Event numbers are SQLite INTEGERs; a larger `since` or `before` is invalid, not a crash.
+MAX_SEQ = 2**63 - 1
+
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 class ImmutableFiles(StaticFiles):
@@ -68,13 +74,15 @@ class ImmutableFiles(StaticFiles):
         return response
 
 
-def create_app(service: CallService, bus: EventBus, data_dir: Path) -> Starlette:
-    """Build the application around a running call service."""
+def create_app(
+    service: CallService, bus: EventBus, data_dir: Path, auth: Authenticator, *, tls: bool = False
+) -> Starlette:
+    """Build the application around a running call service; `tls` when served over HTTPS."""
     ui_zip = ensure_ui_zip(data_dir)
     shell = (WEBAPP_DIR / "index.html").read_text(encoding="utf-8").replace("{{PYODIDE_BASE}}", PYODIDE_BASE)
 
     async def index(request: Request) -> Response:
-        return Response(shell, media_type="text/html; charset=utf-8", headers=SHELL_HEADERS)
+        return Response(shell, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
     def webapp_file(name: str, media_type: str) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -102,20 +110,37 @@ def create_app(service: CallService, bus: EventBus, data_dir: Path) -> Starlette
             return PlainTextResponse("forbidden\n", status_code=403)
         return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    async def pair(request: Request) -> Response:
+        return await _pair(request, auth, tls)
+
+    async def session_info(request: Request) -> Response:
+        return JSONResponse(_session_json(request.state.session))
+
     async def history_page(request: Request) -> Response:
+        session: Session = request.state.session
         try:
-            before = _optional_int(request.query_params.get("before"))
-            limit = _optional_int(request.query_params.get("limit")) or 50
-        except ValueError as error:
-            return JSONResponse(error_message("bad_request", field=str(error)), status_code=400)
-        calls = service.history.recent_calls(min(limit, MAX_PAGE), None, before)
-        next_before = calls[-1]["_seq"] if len(calls) == min(limit, MAX_PAGE) else None
+            before = _optional_int(request.query_params.get("before"), "before")
+            limit = _optional_int(request.query_params.get("limit"), "limit")
+        except ApiError as error:
+            return error.response()
+        if limit == 0:
+            return error_response(400, "bad_request", field="limit", reason="out_of_range")
+        page_size = min(limit or DEFAULT_HISTORY_PAGE, MAX_PAGE)
+        calls = service.history.recent_calls(page_size, _visible_extensions(session), before)
+        next_before = calls[-1]["_seq"] if len(calls) == page_size else None
         for call in calls:
             call.pop("_seq", None)
         return JSONResponse({"calls": calls, "next_before": next_before})
 
     async def events(websocket: WebSocket) -> None:
-        await _serve_events(websocket, service, bus)
+        await _serve_events(websocket, service, bus, auth)
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        if request.url.path.startswith(API_PREFIX):
+            code = HTTP_ERROR_CODES.get(error.status_code, "bad_request")
+            return error_response(error.status_code, code, path=request.url.path)
+        return PlainTextResponse(str(error.detail), status_code=error.status_code, headers=error.headers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -130,51 +155,96 @@ def create_app(service: CallService, bus: EventBus, data_dir: Path) -> Starlette
         Route("/app/ui.zip", ui_archive),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
+        Route("/api/pair", pair, methods=["POST"]),
+        Route("/api/session", session_info),
         Route("/api/history", history_page),
         WebSocketRoute("/api/events", events),
         Mount("/vendor/pyodide/" + PYODIDE_VERSION, ImmutableFiles(directory=PYODIDE_DIR, check_dir=False)),
     ]
     if (WEBAPP_DIR / "sw.js").is_file():
         routes.append(webapp_file("sw.js", "text/javascript"))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders, tls=tls), Middleware(ApiGuard, auth=auth, tls=tls)],
+        exception_handlers={HTTPException: http_error},
+    )
 
 
-async def _serve_events(websocket: WebSocket, service: CallService, bus: EventBus) -> None:
-    """Send a snapshot, then every live message, until either side closes."""
+async def _pair(request: Request, auth: Authenticator, tls: bool) -> Response:
+    """Check the PIN of `POST /api/pair`; on success set the device cookie."""
+    address = request.client.host if request.client else "unknown"
+    try:
+        body = await read_json(request, MAX_PAIR_BODY)
+    except ApiError as error:
+        return error.response()
+    if not isinstance(body, dict):
+        return error_response(400, "bad_request", field="body", reason="not_an_object")
+    unknown = sorted(set(body) - {"pin"})
+    if unknown:
+        return error_response(400, "bad_request", field=unknown[0], reason="unknown_field")
+    pin = body.get("pin")
+    if pin is None:
+        return error_response(400, "bad_request", field="pin", reason="missing")
+    if not isinstance(pin, str):
+        return error_response(400, "bad_request", field="pin", reason="wrong_type")
+
+    result = await auth.pair(pin, address, request.headers.get("user-agent", ""))
+    if isinstance(result, Refused):
+        return error_response(result.status, result.code, **result.params)
+
+    # A browser that pairs again (for another user, say) gives up its old device.
+    previous = request.cookies.get(cookie_name(tls))
+    if previous:
+        auth.revoke(previous)
+    response = JSONResponse(_session_json(result.session), status_code=200)
+    response.headers["set-cookie"] = device_cookie(result.token, tls)
+    return response
+
+
+async def _serve_events(websocket: WebSocket, service: CallService, bus: EventBus, auth: Authenticator) -> None:
+    """Send a snapshot, then every live message of the user's extensions, until either side closes."""
     client = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "unknown client"
-    if not _same_origin(websocket):
-        log.warning("WebSocket from %s rejected: Origin %s does not match this agent", client, websocket.headers.get("origin"))
-        await websocket.close(code=1008)
-        return
+    session: Session = websocket.state.session
 
     await websocket.accept()
     try:
-        since = _optional_int(websocket.query_params.get("since"))
-    except ValueError:
+        since = _optional_int(websocket.query_params.get("since"), "since")
+    except ApiError:
         await websocket.send_json(error_message("bad_request", field="since"))
         await websocket.close(code=1008)
         return
 
+    extensions = _visible_extensions(session)
+    live = auth.connect(session)
     # Subscribe before reading the snapshot, so nothing falls between the two.
-    subscriber = bus.subscribe(client)
+    subscriber = bus.subscribe(f"{client} (device {session.device_id}, user {session.user_name})", extensions)
     try:
-        seq, active, history = service.snapshot_parts(since, None)
+        seq, active, history = service.snapshot_parts(since, extensions)
         await websocket.send_json(snapshot_message(seq, active, history, service.health()))
-        await _pump(websocket, subscriber.queue, seq)
+        await _pump(websocket, subscriber.queue, seq, live)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         bus.unsubscribe(subscriber)
+        auth.disconnect(live)
 
 
-async def _pump(websocket: WebSocket, queue: asyncio.Queue[str | None], snapshot_seq: int) -> None:
+async def _pump(
+    websocket: WebSocket, queue: asyncio.Queue[str | None], snapshot_seq: int, live: LiveConnection
+) -> None:
     receiver = asyncio.create_task(_drain_incoming(websocket))
+    revoked = asyncio.create_task(live.closed.wait())
     try:
         while True:
             getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({getter, receiver, revoked}, return_when=asyncio.FIRST_COMPLETED)
             if receiver in done:
                 getter.cancel()
+                return
+            if revoked in done:
+                getter.cancel()
+                await websocket.close(code=UNAUTHENTICATED_CLOSE_CODE, reason=live.reason)
                 return
             message = getter.result()
             if message is None:
@@ -185,6 +255,7 @@ async def _pump(websocket: WebSocket, queue: asyncio.Queue[str | None], snapshot
             await websocket.send_text(message)
     finally:
         receiver.cancel()
+        revoked.cancel()
 
 
 async def _drain_incoming(websocket: WebSocket) -> None:
@@ -205,18 +276,20 @@ def _seq_of(encoded: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _same_origin(websocket: WebSocket) -> bool:
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True  # Not a browser; pairing will authenticate such clients.
-    host = websocket.headers.get("host", "")
-    return urlsplit(origin).netloc == host
+def _session_json(session: Session) -> dict[str, Any]:
+    extensions = None if session.extensions is None else sorted(session.extensions)
+    return {"user": session.user_name, "role": session.role, "extensions": extensions, "device": session.device_id}
 
 
-def _optional_int(value: str | None) -> int | None:
+def _visible_extensions(session: Session) -> set[str] | None:
+    return None if session.extensions is None else set(session.extensions)
+
+
+def _optional_int(value: str | None, field: str) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit():
-        raise ValueError("not a whole number")
+    if not value.isascii() or not value.isdigit():
+        raise ApiError(400, "bad_request", field=field, reason="not_a_whole_number")
+    if len(value) > len(str(MAX_SEQ)) or int(value) > MAX_SEQ:
+        raise ApiError(400, "bad_request", field=field, reason="out_of_range")
     return int(value)
-

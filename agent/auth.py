@@ -191,7 +191,7 @@ class Authenticator:
         lockout = self.addresses.record_failure(address, now)
         failures = self.addresses.failures(address, now)
         target = f"user {user.name}" if user is not None else "no user (unknown user number)"
-        log.info("pairing from %s failed: wrong PIN for %s; %d failures from this address", address, target, failures)
+        log.info("pairing from %s failed: wrong PIN for %s; failed attempts from this address: %d", address, target, failures)
         if lockout:
             log.warning("pairing locked for address %s for %.0f s after %d failures", address, lockout, failures)
 

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import asyncio
 import logging
+import os
 import sys
 import threading
 from dataclasses import replace
@@ -17,8 +18,11 @@ log = logging.getLogger("ringboard")
 
 LAB_EXTENSIONS = ("201", "202", "203")
 
+# The lab's user: a receptionist, so the page shows every lab extension.
+LAB_USER = "lab"
+
 # Modules that register further sub-commands with an `add_commands(subparsers)` function.
-PLUGGED_COMMANDS = ("agent.lookup.cli",)
+PLUGGED_COMMANDS = ("agent.lookup.cli", "agent.users_cli", "agent.doctor")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return run_command(args)
+    if getattr(args, "reads_own_config", False):
+        return args.handler(args, None)
     return args.handler(args, _config_for(args))
 
 
@@ -66,7 +72,17 @@ def run_command(args: argparse.Namespace) -> int:
     if args.port:
         config = replace(config, http=replace(config.http, port=args.port))
     log.info("configuration read from %s", config.source)
-    asyncio.run(serve(config))
+    return _serve_until_stopped(config)
+
+
+def _serve_until_stopped(config: Config, ready: threading.Event | None = None) -> int:
+    from agent.tls import TlsError
+
+    try:
+        asyncio.run(serve(config, ready=ready))
+    except TlsError as error:
+        print(f"ringboard: HTTPS cannot start: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -114,6 +130,7 @@ def _run_lab(port: int | None) -> int:
     config = replace(config, agent=replace(config.agent, data_dir=data_dir))
     if port:
         config = replace(config, http=replace(config.http, port=port))
+    pin = lab_user_pin(data_dir)
 
     stop_traffic = threading.Event()
     traffic = threading.Thread(target=lab.run_traffic, args=(stop_traffic,), name="lab-traffic", daemon=True)
@@ -121,21 +138,45 @@ def _run_lab(port: int | None) -> int:
 
     def start_traffic() -> None:
         agent_ready.wait()
+        print(
+            f"Pair your browser with PIN {pin} when the page asks (user {LAB_USER}, sees every lab extension).",
+            flush=True,
+        )
         print("The lab places a call every few seconds to extensions 201-203; press Ctrl-C to stop.", flush=True)
         traffic.start()
 
     threading.Thread(target=start_traffic, daemon=True).start()
     try:
-        asyncio.run(serve(config, ready=agent_ready))
+        return _serve_until_stopped(config, agent_ready)
     finally:
         stop_traffic.set()
         lab.stop()
-    return 0
+
+
+def lab_user_pin(data_dir: Path) -> str:
+    """Create the lab's receptionist, or give the existing one a new PIN; return the PIN to show.
+
+    Only a hash of a PIN is stored, so a reused lab user gets a new PIN at every start.
+    Browsers paired before stay paired.
+    """
+    from agent.users import UserStore, format_pin
+
+    store = UserStore.in_data_dir(data_dir)
+    try:
+        if store.user(LAB_USER) is None:
+            _, pin = store.add_user(LAB_USER, [], "receptionist")
+        else:
+            pin = store.reset_pin(LAB_USER)
+    finally:
+        store.close()
+    return format_pin(pin)
 
 
 def _setup_logging(level: str) -> None:
+    # Under systemd, output goes to the journal, which adds its own time stamps.
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
     logging.basicConfig(
         level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=stamp + "%(levelname)s %(name)s: %(message)s",
     )
 

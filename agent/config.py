@@ -21,10 +21,13 @@ if TYPE_CHECKING:
 CONFIG_FILE_NAME = "ringboard.toml"
 SYSTEM_CONFIG_PATH = Path("/etc/ringboard/ringboard.toml")
 
-# The agent serves caller numbers without user pairing, so it may only listen on the
-# loopback interface until device pairing protects the API.
-LOOPBACK_ONLY_REASON = (
-    "the page has no PIN pairing yet, so caller data may only be served to this machine"
+# Without TLS the agent listens on loopback only. Browsers give service workers and
+# notifications only to secure contexts (HTTPS, or http://localhost), and over plain
+# HTTP the PIN, the device cookie and the callers' numbers would cross the network
+# readable by anyone on it.
+PLAIN_HTTP_REASON = (
+    "without HTTPS the page would not be a secure context (browsers then refuse its service worker "
+    "and notifications) and PINs, device cookies and caller data would cross the network unencrypted"
 )
 
 
@@ -48,6 +51,13 @@ class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    certificate: Path | None = None
+    key: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        """Whether the page is served over HTTPS."""
+        return self.certificate is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +66,27 @@ class SipSettings:
 
     server: str = ""
     port: int = 5060
+    # True when no port was configured and the server is a host name, so DNS SRV
+    # records (RFC 3263) name the PBX's hosts and ports.
+    srv_lookup: bool = False
     transport: str = "udp"
     domain: str = ""
     user: str = "ringboard"
+    # The name for digest authentication when it differs from `user` (3CX and FreePBX
+    # call it the authentication ID); empty means `user`.
+    username: str = ""
+    password: str | None = field(default=None, repr=False)
     extensions: tuple[str, ...] = ()
     pbx: str = "generic"
     listen_host: str = "0.0.0.0"
     listen_port: int = 5070
     expires: int = 600
+    outbound_proxy: str = ""
+    ca_file: str = ""
+    register: bool = False
+    list_uri: str = ""
+    retry_max: int = 60
+    dns_servers: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,34 +153,43 @@ def parse_config(raw: dict[str, Any]) -> Config:
     )
 
     http_raw = _table(raw, "http")
-    _reject_unknown(http_raw, "http", {"host", "port", "metrics_allow"})
+    _reject_unknown(http_raw, "http", {"host", "port", "metrics_allow", "certificate", "key"})
+    certificate, key = _tls_files(http_raw)
     http = HttpSettings(
-        host=_loopback_host(http_raw, "http.host", "127.0.0.1"),
+        host=_listen_host(http_raw, "http.host", "127.0.0.1", tls=certificate is not None),
         port=_integer(http_raw, "http.port", 8080, minimum=0, maximum=65535),
         metrics_allow=_networks(http_raw, "http.metrics_allow", ("127.0.0.0/8", "::1/128")),
+        certificate=certificate,
+        key=key,
     )
 
     sip_raw = _table(raw, "sip")
-    _reject_unknown(
-        sip_raw,
-        "sip",
-        {"server", "port", "transport", "domain", "user", "extensions", "pbx", "listen_host", "listen_port", "expires"},
-    )
+    _reject_unknown(sip_raw, "sip", SIP_KEYS)
     server = _string(sip_raw, "sip.server", "")
     if not server:
         raise ConfigError('[sip] server is missing: set it to the PBX host name or address, e.g. server = "pbx.example.com"')
+    transport = _choice(sip_raw, "sip.transport", "udp", ("udp", "tcp", "tls", "auto"))
+    default_port = 5061 if transport == "tls" else 5060
     sip = SipSettings(
         server=server,
-        port=_integer(sip_raw, "sip.port", 5060, minimum=1, maximum=65535),
-        # TODO: add TCP and TLS transports; only UDP is implemented.
-        transport=_choice(sip_raw, "sip.transport", "udp", ("udp",)),
+        port=_integer(sip_raw, "sip.port", default_port, minimum=1, maximum=65535),
+        srv_lookup="port" not in sip_raw and not _is_ip_literal(server),
+        transport=transport,
         domain=_string(sip_raw, "sip.domain", server),
         user=_string(sip_raw, "sip.user", "ringboard"),
+        username=_string(sip_raw, "sip.username", ""),
+        password=_sip_password(sip_raw),
         extensions=_extensions(sip_raw),
         pbx=_choice(sip_raw, "sip.pbx", "generic", tuple(PROFILES)),
         listen_host=_ip_address(sip_raw, "sip.listen_host", "0.0.0.0"),
         listen_port=_integer(sip_raw, "sip.listen_port", 5070, minimum=0, maximum=65535),
         expires=_integer(sip_raw, "sip.expires", 600, minimum=60, maximum=86400),
+        outbound_proxy=_sip_uri_or_host(sip_raw, "sip.outbound_proxy"),
+        ca_file=_existing_file(sip_raw, "sip.ca_file"),
+        register=_sip_boolean(sip_raw, "sip.register", False),
+        list_uri=_list_uri(sip_raw),
+        retry_max=_integer(sip_raw, "sip.retry_max", 60, minimum=1, maximum=3600),
+        dns_servers=_dns_servers(sip_raw),
     )
 
     numbers_raw = _table(raw, "numbers")
@@ -236,22 +268,54 @@ def _networks(raw: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[
     return tuple(networks)
 
 
-def _loopback_host(raw: dict[str, Any], key: str, default: str) -> str:
+def _listen_host(raw: dict[str, Any], key: str, default: str, *, tls: bool) -> str:
     value = _string(raw, key, default)
     if value == "localhost":
         return "127.0.0.1"
     try:
         loopback = ipaddress.ip_address(value).is_loopback
     except ValueError:
-        loopback = False
-    if not loopback:
-        raise ConfigError(f'{_label(key)} = "{value}" is refused: {LOOPBACK_ONLY_REASON}; use "127.0.0.1"')
+        raise ConfigError(
+            f'{_label(key)} = "{value}" is not an IP address: use "127.0.0.1", or with HTTPS "0.0.0.0" for every interface'
+        ) from None
+    if not loopback and not tls:
+        raise ConfigError(
+            f'{_label(key)} = "{value}" needs HTTPS: {PLAIN_HTTP_REASON}. Set [http] certificate and key '
+            '(`ringboard tls init` makes them), or use host = "127.0.0.1"'
+        )
     return value
 
 
+def _tls_files(raw: dict[str, Any]) -> tuple[Path | None, Path | None]:
+    certificate = _string(raw, "http.certificate", "")
+    key = _string(raw, "http.key", "")
+    if bool(certificate) != bool(key):
+        missing = "key" if certificate else "certificate"
+        raise ConfigError(
+            f"[http] {missing} is missing: HTTPS needs both certificate and key (PEM files, e.g. from `ringboard tls init`)"
+        )
+    if not certificate:
+        return None, None
+    return Path(certificate), Path(key)
+
+
+# [sip] settings ---------------------------------------------------------------------------
+
+SIP_KEYS = {
+    "server", "port", "transport", "domain", "user", "username", "password", "password_file", "password_env",
+    "extensions", "pbx", "listen_host", "listen_port", "expires", "outbound_proxy", "ca_file", "register",
+    "list_uri", "retry_max", "dns_servers",
+}
+
+# Each extension is one SUBSCRIBE dialog on the PBX. An office notifier watches tens to
+# a few hundred lines; the cap catches a mistyped range such as "200-20000".
+MAX_EXTENSIONS = 1000
+
+
 def _extensions(raw: dict[str, Any]) -> tuple[str, ...]:
+    """Read `extensions`: user names, or ranges of numbers such as "201-219"."""
     value = raw.get("extensions")
-    example = 'extensions = ["201", "202"]'
+    example = 'extensions = ["201", "202", "210-219"]'
     if not isinstance(value, list) or not value:
         raise ConfigError(f"[sip] extensions must list the extensions to watch, e.g. {example}")
     extensions: list[str] = []
@@ -259,10 +323,125 @@ def _extensions(raw: dict[str, Any]) -> tuple[str, ...]:
         text = str(item).strip() if isinstance(item, (str, int)) and not isinstance(item, bool) else ""
         if not text or any(ch in text for ch in " @:;<>\"") or len(text) > 64:
             raise ConfigError(f"[sip] extensions: {item!r} is not an extension user name; e.g. {example}")
-        if text in extensions:
-            raise ConfigError(f'[sip] extensions lists "{text}" twice')
-        extensions.append(text)
+        for extension in _extension_range(text, example):
+            if extension in extensions:
+                raise ConfigError(f'[sip] extensions lists "{extension}" twice')
+            extensions.append(extension)
+            if len(extensions) > MAX_EXTENSIONS:
+                raise ConfigError(f"[sip] extensions lists more than {MAX_EXTENSIONS} extensions; check the ranges")
     return tuple(extensions)
+
+
+def _extension_range(text: str, example: str) -> list[str]:
+    """Expand "201-219" into each number, keeping leading zeros ("001-010"); else return [text]."""
+    first, dash, last = text.partition("-")
+    if not dash or not first.isdigit() or not last.isdigit():
+        return [text]
+    if len(first) != len(last) or int(first) > int(last):
+        raise ConfigError(
+            f'[sip] extensions: range "{text}" is invalid: give the first and last extension with the '
+            f"same number of digits, lowest first; e.g. {example}"
+        )
+    return [str(number).zfill(len(first)) for number in range(int(first), int(last) + 1)][: MAX_EXTENSIONS + 1]
+
+
+def _sip_password(raw: dict[str, Any]) -> str | None:
+    """Read the SIP password from `password`, `password_file` or `password_env` (one of them)."""
+    import os
+
+    given = [key for key in ("password", "password_file", "password_env") if key in raw]
+    if len(given) > 1:
+        raise ConfigError(f"[sip] sets {' and '.join(given)}: keep only one way to give the password")
+    if not given:
+        return None
+    if given[0] == "password":
+        return _string(raw, "sip.password", "")
+
+    if given[0] == "password_file":
+        path = Path(_string(raw, "sip.password_file", ""))
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as error:
+            raise ConfigError(f"[sip] password_file: cannot read {path}: {error.strerror}") from None
+
+    name = _string(raw, "sip.password_env", "")
+    secret = os.environ.get(name)
+    if not name or secret is None:
+        raise ConfigError(f'[sip] password_env = "{name}": the environment variable is not set for the agent')
+    return secret
+
+
+def _sip_boolean(raw: dict[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key.split(".")[-1], default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{_label(key)} must be true or false, got {value!r}")
+    return value
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _sip_uri_or_host(raw: dict[str, Any], key: str) -> str:
+    """Read a host, host:port or sip: URI, such as an outbound proxy."""
+    value = _string(raw, key, "")
+    if not value:
+        return ""
+    from sip.uri import UriError, parse_uri
+
+    text = value if value.lower().startswith(("sip:", "sips:")) else f"sip:{value}"
+    try:
+        uri = parse_uri(text)
+    except UriError as error:
+        raise ConfigError(f'{_label(key)} = "{value}" is invalid ({error}); e.g. "sip:proxy.example.com:5060"') from None
+    if not uri.host:
+        raise ConfigError(f'{_label(key)} = "{value}" names no host; e.g. "sip:proxy.example.com:5060"')
+    return value
+
+
+def _existing_file(raw: dict[str, Any], key: str) -> str:
+    value = _string(raw, key, "")
+    if value and not Path(value).is_file():
+        raise ConfigError(f'{_label(key)} = "{value}": file not found; give the path of a PEM file')
+    return value
+
+
+def _list_uri(raw: dict[str, Any]) -> str:
+    value = _string(raw, "sip.list_uri", "")
+    if value and not value.lower().startswith(("sip:", "sips:")):
+        raise ConfigError(f'[sip] list_uri = "{value}" must be a SIP URI such as "sip:blf-list@pbx.example.com"')
+    return value
+
+
+def _dns_servers(raw: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """Read `dns_servers`: IP addresses with an optional port ("10.0.0.2", "127.0.0.1:5353")."""
+    value = raw.get("dns_servers", [])
+    example = 'dns_servers = ["10.0.0.2"]'
+    if not isinstance(value, list):
+        raise ConfigError(f"[sip] dns_servers must be a list of IP addresses, e.g. {example}")
+    servers: list[tuple[str, int]] = []
+    ports: set[int] = set()
+    for item in value:
+        text = str(item).strip()
+        host, port = text, 53
+        if text.count(":") == 1:
+            host, _, port_text = text.partition(":")
+            port = int(port_text) if port_text.isdigit() else -1
+        elif text.startswith("[") and "]:" in text:
+            host, _, port_text = text[1:].partition("]:")
+            port = int(port_text) if port_text.isdigit() else -1
+        if not _is_ip_literal(host) or not 1 <= port <= 65535:
+            raise ConfigError(f'[sip] dns_servers: "{text}" is not an IP address with an optional port; e.g. {example}')
+        servers.append((host.strip("[]"), port))
+        ports.add(port)
+    if len(ports) > 1:
+        # The resolver library asks every server on one port.
+        raise ConfigError("[sip] dns_servers: all servers must use the same port")
+    return tuple(servers)
 
 
 def _label(key: str) -> str:

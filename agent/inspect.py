@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from agent.config import NumberSettings
+from agent.config import Config, ConfigError, NumberSettings, load_config
 from agent.protocol import call_json, format_time
 from sip.dialoginfo import DialogInfo, DialogInfoError, RlmiList, parse_dialog_info, parse_rlmi
 from sip.message import Request, SipParseError, parse_message
@@ -57,6 +57,9 @@ class Observation:
     subscription: str | None = None
     reason: str | None = None
     detail: str | None = None
+    # The index of the trace section it came from: every input of one section (the
+    # parts of a list notification) is applied at the same time.
+    step: int = 0
 
 
 def add_commands(subparsers: Any) -> None:
@@ -74,11 +77,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="a trace (.txt) or a dialog-info document (.xml)")
     parser.add_argument(
         "--extension",
-        help="the monitored extension of every document (default: the user of the document's entity, "
-        "else of the NOTIFY's From header)",
+        help="the monitored extension of documents that name none, neither in their entity nor, "
+        "for a NOTIFY, in its From header",
     )
     parser.add_argument(
-        "--pbx", choices=sorted(PROFILES), default="generic", help="the PBX profile whose quirks apply (default: generic)"
+        "--pbx", choices=sorted(PROFILES), help="the PBX profile whose quirks apply (default: [sip] pbx, else generic)"
     )
     parser.add_argument(
         "--start", type=_parse_start, help="UTC time of the first input in ISO 8601, such as 2026-12-04T09:00:00Z (default: now)"
@@ -88,10 +91,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--region",
-        default=NumberSettings().default_region,
-        help="two-letter country code for the E.164 and display forms of numbers (default: %(default)s)",
+        help="two-letter country code for the E.164 and display forms of numbers "
+        f"(default: [numbers] default_region, else {NumberSettings().default_region})",
     )
     parser.add_argument("--documents", action="store_true", help="also print a line for each dialog-info document read")
+    parser.add_argument("--config", type=Path, help="configuration file whose [sip] pbx and [numbers] default_region apply")
     parser.set_defaults(handler=run_inspect)
 
 
@@ -100,11 +104,20 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ringboard inspect", description="Replay SIP traces through the call tracker.")
     _configure(parser)
     args = parser.parse_args(argv)
-    return run_inspect(args, out)
+    try:
+        config = load_config(args.config) if args.config else None
+    except ConfigError as error:
+        print(f"ringboard inspect: {error}", file=sys.stderr)
+        return 2
+    return run_inspect(args, config, out)
 
 
-def run_inspect(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Print the events of each file; return 1 when a file could not be read, else 0."""
+def run_inspect(args: argparse.Namespace, config: Config | None, out: TextIO | None = None) -> int:
+    """Print the events of each file; return 1 when a file could not be read, else 0.
+
+    `config`, when the `ringboard` command found one, gives the defaults of `--pbx`
+    and `--region`.
+    """
     out = out or sys.stdout
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -112,18 +125,23 @@ def run_inspect(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"ringboard inspect: invalid --interval {args.interval}: expected zero or more seconds", file=sys.stderr)
         return 2
 
-    profile = PROFILES[args.pbx]
+    profile = PROFILES[args.pbx or (config.sip.pbx if config else "generic")]
+    region = args.region or (config.numbers.default_region if config else NumberSettings().default_region)
     start = args.start or datetime.now(timezone.utc).replace(microsecond=0)
     status = 0
     for path in args.files:
         try:
             sections = read_trace_file(path)
-        except (OSError, TraceError) as error:
+        except OSError as error:
+            print(f"ringboard inspect: cannot read {path}: {error.strerror or error}", file=sys.stderr)
+            status = 1
+            continue
+        except TraceError as error:
             print(f"ringboard inspect: cannot read {path}: {error}", file=sys.stderr)
             status = 1
             continue
         observations = list(_observe(path, sections, args.extension))
-        for line in _replay(observations, profile, start, args.interval, args.region, args.documents):
+        for line in _replay(observations, profile, start, args.interval, region.upper(), args.documents):
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
     return status
 
@@ -134,17 +152,22 @@ def run_inspect(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _observe(path: Path, sections: list[TraceSection], extension: str | None) -> Iterator[Observation]:
     if not sections:
         log.warning("%s: no sections found: expected '--- msg N: A -> B ---' or '--- body ---' lines", path)
-    for section in sections:
+    for step, section in enumerate(sections):
         source = f"{path}:{section.line}"
         if section.kind == SectionKind.DOCUMENT:
-            yield _read_document(source, section.data, extension)
+            observations = [_read_document(source, section.data, extension)]
         elif section.kind == SectionKind.MESSAGE:
-            yield from _read_message(source, section.data, extension)
+            observations = list(_read_message(source, section.data, extension))
         else:
             log.info("%s: section %r is neither a SIP message nor an XML document; skipped", source, section.title)
+            continue
+        for observation in observations:
+            observation.step = step
+            yield observation
 
 
-def _read_document(source: str, body: bytes, extension: str | None, subscription: str | None = None) -> Observation:
+def _read_document(source: str, body: bytes, fallback: str | None, subscription: str | None = None) -> Observation:
+    """Read one document; `fallback` names the extension when the document has no entity."""
     if _root_name(body) == "list":
         try:
             listing = parse_rlmi(body)
@@ -155,8 +178,8 @@ def _read_document(source: str, body: bytes, extension: str | None, subscription
     try:
         document = parse_dialog_info(body)
     except DialogInfoError as error:
-        return Observation(source, extension=extension, reason=error.reason, detail=str(error))
-    extension = extension or _user_of(document.entity)
+        return Observation(source, extension=fallback, reason=error.reason, detail=str(error))
+    extension = _user_of(document.entity) or fallback
     if extension is None:
         detail = "the document has no entity: name the monitored extension with --extension"
         return Observation(source, reason=REASON_NO_EXTENSION, detail=detail)
@@ -178,8 +201,8 @@ def _read_message(source: str, data: bytes, extension: str | None) -> Iterator[O
         log.info("%s: NOTIFY for event %r skipped", source, event or "(none)")
         return
 
-    # RFC 6665 §4.1.3: the NOTIFY's From is the monitored resource, which stands in for
-    # a document without an entity (innovaphone). The entity is preferred when present.
+    # RFC 6665 §4.1.3: the NOTIFY's From is the monitored resource, so it names the
+    # extension of a document without an entity (innovaphone).
     notifier = _user_of(_uri_in(message.headers.get("From")))
     content_type = message.headers.get("Content-Type") or ""
     subscription = message.call_id
@@ -191,10 +214,7 @@ def _read_message(source: str, data: bytes, extension: str | None) -> Iterator[O
         yield Observation(source, extension=extension or notifier, reason=REASON_CONTENT_TYPE, detail=detail)
         return
 
-    observation = _read_document(source, message.body, extension, subscription)
-    if observation.reason == REASON_NO_EXTENSION and notifier is not None:
-        observation = _read_document(source, message.body, notifier, subscription)
-    yield observation
+    yield _read_document(source, message.body, notifier or extension, subscription)
 
 
 def _read_list(source: str, body: bytes, content_type: str, subscription: str) -> Iterator[Observation]:
@@ -210,11 +230,11 @@ def _read_list(source: str, body: bytes, content_type: str, subscription: str) -
     for resource in notification.resources:
         extension = _user_of(resource.uri)
         if resource.error is not None:
-            detail = f"resource {resource.uri}: {resource.error}"
-            yield Observation(source, extension=extension, reason=resource.error.reason, detail=detail)
+            yield Observation(source, extension=extension, reason=resource.error.reason, detail=str(resource.error))
         elif resource.document is not None and extension is not None:
             # Each resource has its own back-end subscription and version counter.
-            yield Observation(source, extension=extension, document=resource.document, subscription=f"{subscription} {resource.uri}")
+            resource_subscription = f"{subscription} {resource.uri}"
+            yield Observation(source, extension=extension, document=resource.document, subscription=resource_subscription)
 
 
 # Replaying --------------------------------------------------------------------------------
@@ -228,11 +248,17 @@ def _replay(
     tracker = CallTracker(extensions, profile, id_factory=lambda: f"call-{next(numbers)}")
     subscriptions: dict[str, str | None] = {}
 
-    for index, item in enumerate(observations):
-        now = start + timedelta(seconds=index * interval)
+    for item in observations:
+        now = start + timedelta(seconds=item.step * interval)
         if item.reason is not None:
             log.warning("%s: input rejected (%s): %s", item.source, item.reason, item.detail)
-            yield {"type": "rejected", "source": item.source, "extension": item.extension, "reason": str(item.reason), "detail": item.detail}
+            yield {
+                "type": "rejected",
+                "source": item.source,
+                "extension": item.extension,
+                "reason": str(item.reason),
+                "detail": item.detail,
+            }
             continue
         if item.listing is not None:
             yield _list_line(item)
@@ -251,8 +277,10 @@ def _replay(
         if documents:
             yield _document_line(item, now)
         for event in tracker.apply(item.extension, item.document, now):
-            call = event.call
-            yield {"type": "call", "source": item.source, "event": str(event.kind), **call_json(call, region), "sip_call_id": call.sip_call_id}
+            line = {"type": "call", "source": item.source, "event": str(event.kind)}
+            line.update(call_json(event.call, region))
+            line["sip_call_id"] = event.call.sip_call_id
+            yield line
 
 
 def _list_line(item: Observation) -> dict[str, Any]:

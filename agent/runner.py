@@ -1,18 +1,30 @@
-"""Start and stop the whole agent (call service and web server) inside one event loop."""
+"""Start and stop the whole agent (call service and web server) inside one event loop.
+
+SIGHUP reloads the TLS certificate from `[http] certificate` and `key` (new connections
+use it; open ones keep theirs) and checks open pages for revoked devices at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import signal
+import socket
+import ssl
 
 import uvicorn
+from argon2 import PasswordHasher
 
 from agent.app import create_app
+from agent.auth import Authenticator
 from agent.bus import EventBus
 from agent.config import Config
 from agent.history import History
 from agent.metrics import Registry
 from agent.service import CallService
+from agent.tls import TlsError, load_certificate, server_context
+from agent.users import UserStore
 
 log = logging.getLogger("ringboard")
 
@@ -22,40 +34,65 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 # How long `start` waits for the web server to bind before giving up.
 STARTUP_TIMEOUT = 10.0
 
+# The page sends nothing but the WebSocket's own control frames; a larger message from
+# a client is refused instead of buffered (uvicorn's default is 16 MiB).
+WS_MAX_MESSAGE = 64 * 1024
+
 
 class AgentRunner:
     """The agent as one object: `await start()`, use `url`, `await stop()`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, pin_hasher: PasswordHasher | None = None) -> None:
         self.config = config
         self.history = History(config.agent.data_dir / "ringboard.sqlite3")
+        self.users = UserStore.in_data_dir(config.agent.data_dir, pin_hasher)
         self.bus = EventBus()
         self.metrics = Registry()
         self.service = CallService(config, self.history, self.bus, self.metrics)
+        self.auth = Authenticator(self.users, self.metrics)
         self.metrics.gauge("ringboard_websocket_clients", "connected page WebSockets", lambda: {(): float(self.bus.client_count)})
         self.server: uvicorn.Server | None = None
+        self.ssl_context: ssl.SSLContext | None = None
         self._serving: asyncio.Task[None] | None = None
+        self._sighup_installed = False
 
     @property
     def url(self) -> str:
         """The page's address, with the port actually bound."""
         assert self.server is not None and self.server.servers, "the agent is not started"
         host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}/"
+        if ipaddress.ip_address(host).is_unspecified:
+            # Bound to every interface: over HTTPS the certificate names this host.
+            host = socket.gethostname() if self.config.http.tls else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self.config.http.tls else "http"
+        return f"{scheme}://{host}:{port}/"
 
     async def start(self) -> str:
         """Start subscribing and serving; return the page's address."""
+        http = self.config.http
+        if http.certificate is not None and http.key is not None:
+            self.ssl_context = server_context(http.certificate, http.key)
         await self.service.start()
-        app = create_app(self.service, self.bus, self.config.agent.data_dir)
+        await self.auth.start()
+        app = create_app(self.service, self.bus, self.config.agent.data_dir, self.auth, tls=http.tls)
+        context = self.ssl_context
         self.server = uvicorn.Server(
             uvicorn.Config(
                 app,
-                host=self.config.http.host,
-                port=self.config.http.port,
+                host=http.host,
+                port=http.port,
                 log_level="warning",
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                 ws="websockets-sansio",
+                ws_max_size=WS_MAX_MESSAGE,
                 lifespan="on",
+                # Pairing lock-outs count per client address, so the address must be the
+                # socket's peer, never a header a client can write.
+                proxy_headers=False,
+                server_header=False,
+                ssl_context_factory=(lambda config, default: context) if context is not None else None,
             )
         )
         self._serving = asyncio.create_task(self.server.serve(), name="http-server")
@@ -68,7 +105,32 @@ class AgentRunner:
             if loop.time() > deadline:
                 raise TimeoutError(f"the web server did not start within {STARTUP_TIMEOUT} s")
             await asyncio.sleep(0.02)
+        self._install_sighup()
         return self.url
+
+    def reload(self) -> None:
+        """Reload the TLS certificate and close the pages of revoked devices, as on SIGHUP."""
+        http = self.config.http
+        if self.ssl_context is not None and http.certificate is not None and http.key is not None:
+            try:
+                info = load_certificate(self.ssl_context, http.certificate, http.key)
+            except TlsError as error:
+                log.error("TLS certificate not reloaded, the previous one stays in use: %s", error)
+            else:
+                log.info(
+                    "TLS certificate reloaded from %s: %s, valid until %s",
+                    http.certificate, ", ".join(info.names), info.not_after.isoformat(),
+                )
+        self.auth.check_live_connections()
+
+    def _install_sighup(self) -> None:
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+        except (NotImplementedError, RuntimeError, ValueError) as error:
+            # Not the main thread, or not Unix: `reload()` can still be called directly.
+            log.debug("no SIGHUP handler installed: %s", error)
+            return
+        self._sighup_installed = True
 
     async def wait(self) -> None:
         """Wait until the web server stops (on SIGINT or SIGTERM)."""
@@ -76,10 +138,15 @@ class AgentRunner:
             await self._serving
 
     async def stop(self) -> None:
-        """Stop serving, unsubscribe and close the database."""
+        """Stop serving, unsubscribe and close the databases."""
+        if self._sighup_installed:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._sighup_installed = False
         if self.server is not None and self._serving is not None:
             self.server.should_exit = True
             await self._serving
+        await self.auth.stop()
         await self.service.stop()
         self.history.close()
+        self.users.close()
         log.info("agent stopped")

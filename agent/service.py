@@ -24,7 +24,7 @@ from agent.protocol import call_json, call_message, format_time
 from sip.dialoginfo import DialogInfoError, parse_dialog_info
 from sip.model import Call, CallEvent, EventKind
 from sip.profiles import PROFILES
-from sip.sources.subscribe import DialogSubscriptionSource
+from sip.sources.subscribe import DialogSubscriptionSource, SubscribeSettings
 from sip.subscription import DIALOG_INFO_TYPE, DocumentReceived, StateChanged
 from sip.tracker import CallTracker
 
@@ -54,17 +54,31 @@ class CallService:
         self.bus = bus
         self.extensions = list(config.sip.extensions)
         self.tracker = CallTracker(self.extensions, PROFILES[config.sip.pbx])
+        sip = config.sip
         self.source = DialogSubscriptionSource(
-            pbx_host=config.sip.server,
-            pbx_port=config.sip.port,
-            domain=config.sip.domain,
-            extensions=self.extensions,
+            SubscribeSettings(
+                server=sip.server,
+                # Port 0 lets DNS SRV records (RFC 3263) choose.
+                port=0 if sip.srv_lookup else sip.port,
+                domain=sip.domain,
+                extensions=tuple(self.extensions),
+                transport=sip.transport,
+                local_host=sip.listen_host,
+                local_port=sip.listen_port,
+                user=sip.user,
+                username=sip.username or None,
+                password=sip.password,
+                expires=sip.expires,
+                register=sip.register,
+                list_uri=sip.list_uri or None,
+                outbound_proxy=sip.outbound_proxy or None,
+                ca_file=sip.ca_file or None,
+                retry_max=float(sip.retry_max),
+                dns_servers=sip.dns_servers,
+                read_unsolicited=PROFILES[sip.pbx].reads_unsolicited_notify,
+            ),
             on_document=self.on_document,
             on_state=self.on_state,
-            local_host=config.sip.listen_host,
-            local_port=config.sip.listen_port,
-            user=config.sip.user,
-            expires=config.sip.expires,
         )
         started = datetime.now(timezone.utc)
         self._health: dict[str, dict[str, Any]] = {

@@ -1,7 +1,9 @@
 """Ringboard benchmarks on 127.0.0.1; `scripts/bench` runs this file.
 
-Each benchmark returns rows of (name, value, unit, setup). The table printed at the end
-is what BENCHMARKS.md records.
+Each benchmark lives in scripts/benchmarks/ and returns Figures: a value, its unit, the
+set-up it was measured with and, where BENCHMARKS.md sets one, the target. The table
+printed at the end is what BENCHMARKS.md records. No benchmark fails the run for a
+missed target; a benchmark that cannot run prints its error as its row.
 """
 
 from __future__ import annotations
@@ -9,191 +11,129 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
-
-import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-from tests.support.fake_pbx import FakePbx, kamailio_document  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks.common import Figure, machine, raise_file_limit  # noqa: E402
 
-
-@dataclass
-class Figure:
-    """One measured number and the set-up it was measured with."""
-
-    benchmark: str
-    name: str
-    value: float
-    unit: str
-    setup: str
+BENCHMARKS = ("latency", "parsing", "fanout", "page", "push", "lookup")
 
 
-# Benchmark 1: NOTIFY sent by the PBX -> call frame received by each WebSocket client ------
+async def run_benchmark(name: str, args: argparse.Namespace) -> list[Figure]:
+    """Run one benchmark by name; its modules are imported only when it runs."""
+    if name == "latency":
+        from benchmarks.latency import notify_to_frame
 
+        return await notify_to_frame(args.rate, args.extensions, args.users, args.receptionists, args.seconds)
+    if name == "parsing":
+        from benchmarks.parsing import parsing_throughput
 
-async def notify_to_frame(calls_per_second: int, extensions: int, clients: int, seconds: float) -> list[Figure]:
-    """Measure the latency from a NOTIFY leaving the PBX to its frame reaching every client.
+        return parsing_throughput(args.parse_seconds)
+    if name == "fanout":
+        from benchmarks.fanout import idle_clients
 
-    The agent runs as its own process, started with `ringboard run`; this process plays
-    the PBX and the clients. Each call is two NOTIFYs (ringing, then ended as missed),
-    each producing exactly one frame, so frames are matched to NOTIFYs by order.
-    """
-    pbx = FakePbx()
-    pbx_host, pbx_port = await pbx.start()
-    names = [str(1000 + index) for index in range(extensions)]
+        return await idle_clients(args.idle_clients, args.fanout_events)
+    if name == "page":
+        from benchmarks.page import page_start
 
-    with tempfile.TemporaryDirectory(prefix="ringboard-bench-") as work:
-        http_port = _free_port()
-        config = Path(work) / "ringboard.toml"
-        config.write_text(
-            "[agent]\n"
-            f'data_dir = "{work}/var"\nlog_level = "warning"\n'
-            f"[http]\nport = {http_port}\n"
-            f'[sip]\nserver = "{pbx_host}"\nport = {pbx_port}\ndomain = "pbx.local"\n'
-            f'pbx = "kamailio"\nlisten_host = "127.0.0.1"\nlisten_port = 0\n'
-            f"extensions = {json.dumps(names)}\n"
-        )
-        agent = subprocess.Popen(
-            [str(ROOT / ".venv/bin/ringboard"), "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            await pbx.wait_subscribed(names, timeout=30)
-            url = f"ws://127.0.0.1:{http_port}/api/events"
-            sockets = await _connect_clients(url, clients)
+        return await page_start(args.page_rounds)
+    if name == "push":
+        from benchmarks.push import push_latency
 
-            sent: list[float] = []
-            received: list[list[float]] = [[] for _ in sockets]
-            readers = [asyncio.create_task(_read_frames(sock, times)) for sock, times in zip(sockets, received)]
+        return await push_latency()
+    if name == "lookup":
+        from benchmarks.lookup import lookup_times
 
-            total_calls = int(calls_per_second * seconds)
-            interval = 1.0 / calls_per_second
-            start = time.perf_counter()
-            for index in range(total_calls):
-                await _sleep_until(start + index * interval)
-                extension = names[index % extensions]
-                call_id = f"bench-{index}"
-                for state in ("early", "terminated"):
-                    body = kamailio_document(extension, pbx.next_version(extension), [(call_id, call_id, state)])
-                    sent.append(time.perf_counter())
-                    pbx.send_notify(extension, body)
-
-            expected = len(sent)
-            deadline = time.perf_counter() + 10
-            while any(len(times) < expected for times in received) and time.perf_counter() < deadline:
-                await asyncio.sleep(0.05)
-            for reader in readers:
-                reader.cancel()
-            for sock in sockets:
-                await sock.close()
-        finally:
-            agent.terminate()
-            agent.wait(timeout=10)
-            pbx.close()
-
-    latencies = [
-        (times[index] - sent[index]) * 1000
-        for times in received
-        for index in range(min(len(times), len(sent)))
-    ]
-    lost = sum(max(0, len(sent) - len(times)) for times in received)
-    setup = f"{calls_per_second} calls/s over {extensions} extensions, {clients} clients, {seconds:g} s"
-    quantiles = statistics.quantiles(latencies, n=100)
-    return [
-        Figure("notify_to_frame", "p50", round(statistics.median(latencies), 2), "ms", setup),
-        Figure("notify_to_frame", "p99", round(quantiles[98], 2), "ms", setup),
-        Figure("notify_to_frame", "max", round(max(latencies), 2), "ms", setup),
-        Figure("notify_to_frame", "frames lost", lost, "frames", setup),
-    ]
-
-
-async def _connect_clients(url: str, count: int) -> list[websockets.ClientConnection]:
-    sockets = []
-    for _ in range(count):
-        sock = await websockets.connect(url, max_size=None)
-        snapshot = json.loads(await sock.recv())
-        assert snapshot["type"] == "snapshot", snapshot
-        sockets.append(sock)
-    return sockets
-
-
-async def _read_frames(sock: websockets.ClientConnection, times: list[float]) -> None:
-    async for frame in sock:
-        if frame.startswith('{"type":"call"'):
-            times.append(time.perf_counter())
-
-
-async def _sleep_until(moment: float) -> None:
-    delay = moment - time.perf_counter()
-    if delay > 0:
-        await asyncio.sleep(delay)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-# Report -------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, str]:
-    """Describe the machine the figures come from."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "memory": f"{memory:.1f} GiB",
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
+        return await lookup_times(args.contacts)
+    raise ValueError(f"unknown benchmark {name!r}: use one of {', '.join(BENCHMARKS)}")
 
 
 def print_table(figures: list[Figure]) -> None:
     """Print the figures as a Markdown table."""
-    print("| benchmark | figure | value | set-up |")
-    print("|---|---|---|---|")
+    print("| benchmark | figure | value | target | set-up |")
+    print("|---|---|---|---|---|")
     for figure in figures:
-        print(f"| {figure.benchmark} | {figure.name} | {figure.value:g} {figure.unit} | {figure.setup} |")
+        value = f"{figure.value:g} {figure.unit}" if isinstance(figure.value, (int, float)) else f"{figure.value}"
+        target = figure.target
+        if figure.met is not None:
+            target += " (met)" if figure.met else " (missed)"
+        print(f"| {figure.benchmark} | {figure.name} | {value} | {target} | {figure.setup} |")
+
+
+async def run_all(names: list[str], args: argparse.Namespace) -> tuple[list[Figure], dict[str, float]]:
+    figures: list[Figure] = []
+    durations: dict[str, float] = {}
+    for name in names:
+        started = time.perf_counter()
+        if not args.json:
+            print(f"running {name}...", file=sys.stderr, flush=True)
+        try:
+            figures.extend(await run_benchmark(name, args))
+        except Exception as error:  # One broken benchmark must not hide the others' figures.
+            traceback.print_exc(file=sys.stderr)
+            figures.append(Figure(name, "error", f"{type(error).__name__}: {error}", "", "did not run"))
+        durations[name] = round(time.perf_counter() - started, 1)
+    return figures, durations
 
 
 def main() -> int:
-    """Run every benchmark and print the results."""
-    parser = argparse.ArgumentParser(description="Run Ringboard's benchmarks on 127.0.0.1.")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--rate", type=int, default=50, help="calls per second for the latency benchmark")
-    parser.add_argument("--extensions", type=int, default=100, help="monitored extensions")
-    parser.add_argument("--clients", type=int, default=200, help="WebSocket clients")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run in seconds")
+    """Run the benchmarks and print their figures."""
+    parser = argparse.ArgumentParser(description="Run Ringboard's benchmarks on 127.0.0.1 and print a table.")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    parser.add_argument("--only", action="append", choices=BENCHMARKS, help="run only this benchmark (repeatable)")
+    parser.add_argument(
+        "--agent-root",
+        type=Path,
+        help="run the agent from this checkout instead of this one, to compare a change with the code before it",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record py-spy profiles of the agent during the measured phases into DIR (slows the agent a little)",
+    )
+    latency = parser.add_argument_group("latency (benchmark 1)")
+    latency.add_argument("--rate", type=float, default=50, help="calls per second (default 50)")
+    latency.add_argument("--extensions", type=int, default=100, help="monitored extensions (default 100)")
+    latency.add_argument("--users", type=int, default=180, help="users, one client each (default 180)")
+    latency.add_argument("--receptionists", type=int, default=20, help="receptionists, one client each (default 20)")
+    latency.add_argument("--seconds", type=float, default=10.0, help="measured seconds of calls (default 10)")
+    parsing = parser.add_argument_group("parsing (benchmark 2)")
+    parsing.add_argument("--parse-seconds", type=float, default=1.0, help="seconds per timed round (default 1)")
+    fanout = parser.add_argument_group("fanout (benchmark 3)")
+    fanout.add_argument("--idle-clients", type=int, default=1000, help="idle WebSocket clients (default 1000)")
+    fanout.add_argument("--fanout-events", type=int, default=20, help="events timed (default 20)")
+    page = parser.add_argument_group("page (benchmark 4)")
+    page.add_argument("--page-rounds", type=int, default=3, help="cold/reload/warm rounds (default 3)")
+    lookup = parser.add_argument_group("lookup (benchmark 6)")
+    lookup.add_argument("--contacts", type=int, default=20_000, help="address book size (default 20000)")
     args = parser.parse_args()
 
-    figures = asyncio.run(notify_to_frame(args.rate, args.extensions, args.clients, args.seconds))
+    raise_file_limit()
+    if args.agent_root is not None:
+        common.agent_root = args.agent_root.resolve()
+    if args.profile is not None:
+        common.profile_dir = args.profile.resolve()
+    names = list(dict.fromkeys(args.only)) if args.only else list(BENCHMARKS)
+    about = machine()
+    started = time.perf_counter()
+    figures, durations = asyncio.run(run_all(names, args))
+    about["bench seconds"] = f"{time.perf_counter() - started:.0f}"
 
     if args.json:
-        print(json.dumps({"machine": machine(), "figures": [asdict(figure) for figure in figures]}, indent=2))
+        print(json.dumps({"machine": about, "durations": durations, "figures": [asdict(f) for f in figures]}, indent=2))
     else:
-        print("Machine: " + ", ".join(f"{key} {value}" for key, value in machine().items()))
+        print("Machine: " + ", ".join(f"{key} {value}" for key, value in about.items()))
+        print("Seconds per benchmark: " + ", ".join(f"{key} {value}" for key, value in durations.items()))
         print_table(figures)
     return 0
 

@@ -326,6 +326,9 @@ def _parse_xml(body: bytes) -> Element:
         raise DialogInfoError(f"malformed XML: {error}", RejectReason.MALFORMED) from None
     except DefusedXmlException as error:
         raise DialogInfoError(f"XML feature not accepted: {error}", RejectReason.FORBIDDEN) from None
+    except (LookupError, UnicodeError) as error:
+        # pyexpat raises LookupError for an encoding name Python does not know.
+        raise DialogInfoError(f"malformed XML, unusable encoding: {error}", RejectReason.ENCODING) from None
 
 
 def _check_utf8(body: bytes) -> None:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from sip.message import MAX_MESSAGE_BYTES, Headers
 from sip.uri import parse_params
 
-# A list notification carries one part per resource, and an office BLF list has a few
-# hundred keys at most. The cap bounds the work one body can cause.
+# A list notification carries one part per resource. Office BLF lists have a few hundred
+# keys at most (an estimate from phone vendors' key-expansion modules), and the cap
+# bounds the work one body can cause.
 MAX_PARTS = 512
 
 # RFC 2046 §5.1.1: a boundary is 1 to 70 characters.
@@ -76,7 +77,7 @@ def parse_multipart(body: bytes, content_type: str) -> list[BodyPart]:
     boundary = _boundary(content_type)
 
     # RFC 2046 §5.1.1: a boundary line is "--" + boundary at the start of a line, with
-    # only blanks after it; the line break before it belongs to the boundary.
+    # only blanks after it. The line break before it belongs to the boundary.
     delimiter = re.compile(rb"(?:^|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|$)")
     parts: list[BodyPart] = []
     matches = list(delimiter.finditer(body))

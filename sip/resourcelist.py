@@ -82,11 +82,11 @@ def _root_part(parts: list[BodyPart], content_type: str) -> BodyPart:
         raise DialogInfoError("the list notification has no body parts", RejectReason.MALFORMED)
     start = content_type_params(content_type).get("start")
     if start:
-        wanted = start.strip().removeprefix("<").removesuffix(">")
+        start_id = start.strip().removeprefix("<").removesuffix(">")
         for part in parts:
-            if part.content_id == wanted:
+            if part.content_id == start_id:
                 return part
-        raise DialogInfoError(f"no body part has the start Content-ID {wanted!r}", RejectReason.MALFORMED)
+        raise DialogInfoError(f"no body part has the start Content-ID {start_id!r}", RejectReason.MALFORMED)
     return parts[0]
 
 
@@ -103,4 +103,4 @@ def _read_part(item: ResourceDocument, part: BodyPart | None, cid: str) -> None:
     try:
         item.document = parse_dialog_info(part.body)
     except DialogInfoError as error:
-        item.error = error
+        item.error = DialogInfoError(f"resource {item.uri}: {error}", error.reason)

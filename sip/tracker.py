@@ -480,9 +480,11 @@ class CallTracker:
         call_ids = set(answerer.replaced_call_ids)
         if answerer.call.sip_call_id:
             call_ids.add(answerer.call.sip_call_id)
-        candidates = [(other, Confidence.CERTAIN) for call_id in sorted(call_ids) for other in self._by_call_id.get(call_id, [])]
+        candidates: list[tuple[_CallRecord, Confidence]] = []
+        for call_id in sorted(call_ids):
+            candidates.extend((other, Confidence.CERTAIN) for other in self._by_call_id.get(call_id, []))
         if self._answered_near(answerer, now):
-            candidates += [(other, Confidence.INFERRED) for other in self._same_caller(answerer)]
+            candidates.extend((other, Confidence.INFERRED) for other in self._same_caller(answerer))
 
         events: list[CallEvent] = []
         for other, confidence in candidates:

@@ -6,6 +6,7 @@
 //    <meta name="ringboard-pyodide">.
 // 3. Unpack the zip into Python's file system, import ringboard_ui.main and call
 //    start(). From then on Python owns the page.
+// It also registers the service worker /sw.js.
 // Any failure shows #boot-error with the reason and sets html[data-ringboard=failed].
 //
 // Performance marks for the start-up timings: ringboard:boot, ringboard:pyodide,
@@ -36,7 +37,11 @@ const BOOT_TEXTS = /* BOOT_TEXTS_BEGIN */ {
     "empty.active": "No active calls",
     "empty.history": "No calls yet",
     "status.connecting": "Connecting…",
-    "status.connecting.hint": "Connecting to the Ringboard server"
+    "status.connecting.hint": "Connecting to the Ringboard server",
+    "pairing.title": "Pair this browser",
+    "pairing.intro": "Enter the PIN you were given. This browser needs it only once.",
+    "pairing.pin_label": "PIN",
+    "pairing.submit": "Pair"
   },
   "de": {
     "shell.loading": "Ringboard wird gestartet…",
@@ -47,7 +52,11 @@ const BOOT_TEXTS = /* BOOT_TEXTS_BEGIN */ {
     "empty.active": "Keine aktiven Anrufe",
     "empty.history": "Noch keine Anrufe",
     "status.connecting": "Verbinde…",
-    "status.connecting.hint": "Verbindung zum Ringboard-Server wird aufgebaut"
+    "status.connecting.hint": "Verbindung zum Ringboard-Server wird aufgebaut",
+    "pairing.title": "Diesen Browser koppeln",
+    "pairing.intro": "Geben Sie die PIN ein, die Sie erhalten haben. Dieser Browser braucht sie nur einmal.",
+    "pairing.pin_label": "PIN",
+    "pairing.submit": "Koppeln"
   },
   "fr": {
     "shell.loading": "Démarrage de Ringboard…",
@@ -58,7 +67,11 @@ const BOOT_TEXTS = /* BOOT_TEXTS_BEGIN */ {
     "empty.active": "Aucun appel en cours",
     "empty.history": "Aucun appel pour l’instant",
     "status.connecting": "Connexion…",
-    "status.connecting.hint": "Connexion au serveur Ringboard en cours"
+    "status.connecting.hint": "Connexion au serveur Ringboard en cours",
+    "pairing.title": "Associer ce navigateur",
+    "pairing.intro": "Saisissez le code PIN qui vous a été remis. Ce navigateur n’en a besoin qu’une fois.",
+    "pairing.pin_label": "Code PIN",
+    "pairing.submit": "Associer"
   },
   "it": {
     "shell.loading": "Avvio di Ringboard…",
@@ -69,7 +82,11 @@ const BOOT_TEXTS = /* BOOT_TEXTS_BEGIN */ {
     "empty.active": "Nessuna chiamata attiva",
     "empty.history": "Ancora nessuna chiamata",
     "status.connecting": "Connessione…",
-    "status.connecting.hint": "Connessione al server Ringboard in corso"
+    "status.connecting.hint": "Connessione al server Ringboard in corso",
+    "pairing.title": "Associa questo browser",
+    "pairing.intro": "Inserire il PIN ricevuto. Questo browser ne ha bisogno una sola volta.",
+    "pairing.pin_label": "PIN",
+    "pairing.submit": "Associa"
   }
 } /* BOOT_TEXTS_END */;
 
@@ -181,9 +198,21 @@ function onPolicyViolation(event) {
   }
 }
 
+/**
+ * Register /sw.js. Browsers offer service workers to secure contexts only (HTTPS or
+ * localhost); elsewhere `navigator.serviceWorker` is missing and nothing happens. A
+ * failed registration does not stop the page, so it is only logged.
+ */
+function registerServiceWorker() {
+  navigator.serviceWorker?.register("/sw.js").catch((error) => {
+    console.warn("Ringboard's service worker could not be registered:", error);
+  });
+}
+
 async function boot() {
   performance.mark("ringboard:boot");
   translateShell(chooseLanguage());
+  registerServiceWorker();
   document.getElementById("boot-reload").addEventListener("click", () => location.reload());
   document.addEventListener("securitypolicyviolation", onPolicyViolation);
   const timer = setTimeout(

@@ -62,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     host, port = lab.sip_address
-    print(f"Lab PBX at sip:{host}:{port} (UDP and TCP), domain {lab.domain}")
+    print(f"Lab PBX at sip:{host}:{port} (UDP and TCP), TLS port {lab.tls_port}, domain {lab.domain}")
+    print(f"TLS certificate signed by the lab CA in {lab.ca_file}")
+    print(f"Agent account: user {lab.agent_user}, password {lab.agent_password} ({lab.auth_algorithm} digest)")
     print(f"Extensions {', '.join(lab.extensions)}; ring group {lab.ring_group} rings {', '.join(lab.ring_group_members)}")
     print(f"Subscribe with Event: dialog to sip:201@{lab.domain} (and 202, 203) at {host}:{port}")
     print(f"Logs in {args.workdir}; press Ctrl-C to stop")

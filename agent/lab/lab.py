@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 import re
+import secrets
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Literal
 
 from agent.lab import calls, traffic
 from agent.lab.calls import EXTERNAL_PARTY, AnswerAfter, CallHandle, CallPlan
+from agent.lab.certs import LabCertificates, make_certificates
 from agent.lab.pbx import EXTENSION_REGEX, Pbx, PbxSettings
 from agent.lab.phones import REGISTER_TIMEOUT_SECONDS, Phone, register, start_phone
 from agent.lab.processes import LOOPBACK, Guard, LabError, free_port
@@ -20,6 +22,13 @@ from agent.lab.processes import LOOPBACK, Guard, LabError, free_port
 log = logging.getLogger(__name__)
 
 DOMAIN = "pbx.local"
+
+# The account the agent subscribes with. Kamailio challenges its REGISTER (401) and
+# SUBSCRIBE (407); the phones and other watchers are not authenticated.
+AGENT_USER = "agent"
+
+# Digest algorithms Kamailio's auth module can be set to.
+AUTH_ALGORITHMS = ("MD5", "SHA-256")
 
 # The monitored extensions, with the names their phones show as callers.
 EXTENSIONS: Mapping[str, str] = {"201": "Anna Keller", "202": "Beat Meier", "203": "Carla Huber"}
@@ -53,7 +62,9 @@ class Lab:
     Usage: ``with Lab(Path("var/lab")) as lab: lab.call(to="201").wait(30)``.
     """
 
-    def __init__(self, workdir: Path | str, sip_port: int = 0) -> None:
+    def __init__(self, workdir: Path | str, sip_port: int = 0, *, auth_algorithm: str = "MD5") -> None:
+        if auth_algorithm not in AUTH_ALGORITHMS:
+            raise ValueError(f"invalid auth_algorithm {auth_algorithm!r}: expected one of {', '.join(AUTH_ALGORITHMS)}")
         # SIPp resolves scenario and log paths against its own working directory.
         self.workdir = Path(workdir).resolve()
         self.domain = DOMAIN
@@ -62,6 +73,12 @@ class Lab:
         self.ring_group_members = RING_GROUP_MEMBERS
         self._requested_port = sip_port
         self._sip_port: int | None = None
+        self._tls_port: int | None = None
+        self.auth_algorithm = auth_algorithm
+        self.agent_user = AGENT_USER
+        self.agent_password = secrets.token_urlsafe(12)
+        self._certificates: LabCertificates | None = None
+        self._pbx_lock = threading.Lock()
         self._guard: Guard | None = None
         self._pbx: Pbx | None = None
         self._phones: dict[str, Phone] = {}
@@ -100,6 +117,8 @@ class Lab:
 
     def _start_processes(self) -> None:
         self._sip_port = self._requested_port or free_port()
+        self._tls_port = free_port()
+        self._certificates = make_certificates(self.workdir, self.domain)
         self._carrier = start_phone(EXTERNAL_PARTY, self.workdir, self._guard)
 
         settings = PbxSettings(
@@ -108,6 +127,11 @@ class Lab:
             carrier_port=self._carrier.port,
             ring_group=self.ring_group,
             ring_group_members=self.ring_group_members,
+            tls_port=self._tls_port,
+            certificates=self._certificates,
+            agent_user=self.agent_user,
+            agent_password=self.agent_password,
+            auth_algorithm=self.auth_algorithm,
         )
         self._pbx = Pbx(settings, self.workdir, self._guard)
         self._pbx.start()
@@ -115,6 +139,27 @@ class Lab:
         for extension in self.extensions:
             self._phones[extension] = start_phone(extension, self.workdir, self._guard)
         self._register_all()
+
+    def restart_pbx(self, *, kill: bool = False, down_seconds: float = 0.0) -> None:
+        """Stop Kamailio (SIGKILL with `kill`), wait, start it again and register the phones.
+
+        Kamailio keeps registrations, dialogs and watchers in memory, so the new process
+        knows none of them, as after a PBX's night-time restart. Calls in progress lose
+        their dialog state; their BYE still passes by its Record-Route.
+        """
+        with self._pbx_lock:
+            pbx = self._pbx
+            if pbx is None or self._stopping.is_set():
+                raise LabError("lab not running: call start() first")
+            if kill:
+                pbx.kill()
+            else:
+                pbx.stop()
+            if down_seconds > 0:
+                self._stopping.wait(down_seconds)
+            pbx.start()
+        self._register_all()
+        log.info("kamailio restarted on %s:%d", LOOPBACK, self.sip_port)
 
     def _register_all(self) -> None:
         for extension, phone in self._phones.items():
@@ -149,9 +194,10 @@ class Lab:
             self._carrier.stop()
             self._carrier = None
 
-        if self._pbx is not None:
-            self._pbx.stop()
-            self._pbx = None
+        with self._pbx_lock:
+            if self._pbx is not None:
+                self._pbx.stop()
+                self._pbx = None
         if self._guard is not None:
             self._guard.close()
             self._guard = None
@@ -182,6 +228,24 @@ class Lab:
     def sip_address(self) -> tuple[str, int]:
         """Kamailio's UDP and TCP address: where watchers send SUBSCRIBE."""
         return (LOOPBACK, self.sip_port)
+
+    @property
+    def tls_port(self) -> int:
+        if self._tls_port is None:
+            raise LabError("lab not started: call start() first")
+        return self._tls_port
+
+    @property
+    def tls_address(self) -> tuple[str, int]:
+        """Kamailio's TLS address; its certificate names the lab domain and 127.0.0.1."""
+        return (LOOPBACK, self.tls_port)
+
+    @property
+    def ca_file(self) -> Path:
+        """The lab CA's certificate, which the agent's `ca_file` setting trusts."""
+        if self._certificates is None:
+            raise LabError("lab not started: call start() first")
+        return self._certificates.ca_file
 
     @property
     def kamailio_log(self) -> Path:

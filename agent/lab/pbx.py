@@ -10,10 +10,11 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from agent.lab.certs import LabCertificates, write_tls_config
 from agent.lab.processes import LOOPBACK, ChildProcess, Guard, LabError, find_program, log_tail
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,9 @@ log = logging.getLogger(__name__)
 # (/usr/lib/x86_64-linux-gnu/..., /usr/lib/aarch64-linux-gnu/...).
 MODULE_DIR_PATTERNS = ("/usr/lib/*/kamailio/modules", "/usr/lib/kamailio/modules")
 
-# pua needs these tables although it keeps its records in memory (db_mode=0).
-PUA_SCHEMA_FILES = ("standard-create.sql", "presence-create.sql")
+# pua needs these tables although it keeps its records in memory (db_mode=0);
+# auth_db reads the subscriber table.
+PUA_SCHEMA_FILES = ("standard-create.sql", "presence-create.sql", "auth_db-create.sql")
 PUA_SCHEMA_DIR = Path("/usr/share/kamailio/db_sqlite")
 
 # Shared and private memory in MB. The lab handles a handful of calls at a time.
@@ -54,6 +56,13 @@ class PbxSettings:
     carrier_port: int
     ring_group: str
     ring_group_members: tuple[str, ...]
+    tls_port: int
+    certificates: LabCertificates
+    # The account that must authenticate, and its password (the agent's account).
+    agent_user: str
+    agent_password: str = field(repr=False)
+    # "MD5" or "SHA-256", the digest algorithm of the challenges.
+    auth_algorithm: str = "MD5"
 
 
 def find_module_dir() -> Path:
@@ -76,7 +85,7 @@ def render_template(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
 
 
-def render_config(settings: PbxSettings, module_dir: Path, pua_db: Path) -> str:
+def render_config(settings: PbxSettings, module_dir: Path, pua_db: Path, tls_config: Path) -> str:
     """Return kamailio.cfg with this lab's ports, domain and ring group filled in."""
     template = resources.files("agent.lab").joinpath("kamailio.cfg").read_text()
     members = settings.ring_group_members
@@ -96,12 +105,19 @@ def render_config(settings: PbxSettings, module_dir: Path, pua_db: Path) -> str:
         "max_expires": str(MAX_EXPIRES_SECONDS),
         "extension_regex": EXTENSION_REGEX,
         "external_regex": EXTERNAL_REGEX,
+        "tls_port": str(settings.tls_port),
+        "tls_config": str(tls_config),
+        "agent_user": settings.agent_user,
+        "auth_algorithm": settings.auth_algorithm,
     }
     return render_template(template, values)
 
 
-def create_pua_database(path: Path) -> None:
-    """Create the throwaway SQLite file that pua insists on."""
+def create_pua_database(path: Path, accounts: Mapping[str, str] | None = None) -> None:
+    """Create the SQLite file that pua insists on, with the subscriber table of `accounts`.
+
+    `accounts` maps user names to plain-text passwords; auth_db computes HA1 from them.
+    """
     path.unlink(missing_ok=True)
     with sqlite3.connect(path) as connection:
         for name in PUA_SCHEMA_FILES:
@@ -109,6 +125,11 @@ def create_pua_database(path: Path) -> None:
             if not schema.is_file():
                 raise LabError(f"{schema} not found: install the Debian package kamailio-sqlite-modules")
             connection.executescript(schema.read_text())
+        for user, password in (accounts or {}).items():
+            connection.execute(
+                "INSERT INTO subscriber (username, domain, password) VALUES (?, ?, ?)", (user, "", password)
+            )
+    path.chmod(0o600)
 
 
 def options_ping(port: int, timeout: float = OPTIONS_REPLY_TIMEOUT_SECONDS) -> bool:
@@ -153,15 +174,20 @@ class Pbx:
         module_dir = find_module_dir()
 
         pua_db = self.workdir / "kamailio-pua.sqlite"
-        create_pua_database(pua_db)
-        self.config_path.write_text(render_config(self.settings, module_dir, pua_db))
+        create_pua_database(pua_db, {self.settings.agent_user: self.settings.agent_password})
+        tls_config = self.workdir / "tls.cfg"
+        write_tls_config(tls_config, self.settings.certificates)
+        self.config_path.write_text(render_config(self.settings, module_dir, pua_db, tls_config))
         self.log_path.write_text("")
 
         argv = self._argv(kamailio)
         self._process = ChildProcess(
             "kamailio", argv, log_path=self.log_path, cwd=self.workdir, guard=self._guard
         )
-        log.info("kamailio starting on udp+tcp %s:%d (pid %d)", LOOPBACK, self.settings.sip_port, self._process.pid)
+        log.info(
+            "kamailio starting on udp+tcp %s:%d and tls port %d (pid %d)",
+            LOOPBACK, self.settings.sip_port, self.settings.tls_port, self._process.pid,
+        )
         self._wait_ready(timeout)
         log.info("kamailio ready on %s:%d, domain %s", LOOPBACK, self.settings.sip_port, self.settings.domain)
 
@@ -217,4 +243,12 @@ class Pbx:
             return
         code = self._process.stop()
         log.info("kamailio stopped (exit code %s)", code)
+        self._process = None
+
+    def kill(self) -> None:
+        """End Kamailio with SIGKILL, as a crash or power loss would: no goodbye on any socket."""
+        if self._process is None:
+            return
+        code = self._process.kill()
+        log.info("kamailio killed (exit code %s)", code)
         self._process = None

@@ -194,6 +194,13 @@ class ChildProcess:
         self._release()
         return self.process.returncode
 
+    def kill(self) -> int:
+        """Send SIGKILL to the whole process group at once and wait for the main process."""
+        self._signal_group(signal.SIGKILL)
+        self.process.wait()
+        self._release()
+        return self.process.returncode
+
     def _signal_group(self, signum: int) -> None:
         try:
             os.killpg(self.process.pid, signum)

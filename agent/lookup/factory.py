@@ -1,10 +1,20 @@
-"""Build the lookup service from its settings: the contacts database and one connector each."""
+"""Build the lookup service from its settings, and the action runner for its CRM connectors."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from agent.actions import ActionRunner
+from agent.crm.bexio import BexioConnector
+from agent.crm.dataverse import DataverseConnector
+from agent.crm.graph import GraphConnector
+from agent.crm.hubspot import HubSpotConnector
+from agent.crm.odoo import OdooConnector
+from agent.crm.pipedrive import PipedriveConnector
+from agent.crm.store import ActionStore
+from agent.crm.zammad import ZammadConnector
+from agent.crm.zendesk import ZendeskConnector
 from agent.lookup.addressbook import AddressBook, AddressBookConnector, load_demo
 from agent.lookup.carddav import CardDavConnector
 from agent.lookup.choices import ChoiceStore
@@ -12,12 +22,30 @@ from agent.lookup.connector import Connector
 from agent.lookup.ldap import LdapConnector
 from agent.lookup.rest import RestConnector
 from agent.lookup.service import LookupService
-from agent.lookup.settings import AddressBookSettings, CardDavSettings, LdapSettings, LookupSettings, RestSettings
+from agent.lookup.settings import (
+    AddressBookSettings,
+    BexioSettings,
+    CardDavSettings,
+    ConnectorSettings,
+    DataverseSettings,
+    GraphSettings,
+    HubSpotSettings,
+    LdapSettings,
+    LookupSettings,
+    OdooSettings,
+    PipedriveSettings,
+    RestSettings,
+    ZammadSettings,
+    ZendeskSettings,
+)
 
 log = logging.getLogger("ringboard.lookup")
 
 # The contacts, synced copies and remembered choices live in this file of the data folder.
 CONTACTS_DATABASE = "contacts.db"
+
+# CRM action results, created contacts and automatic logs live in this file.
+ACTIONS_DATABASE = "crm-actions.db"
 
 
 def open_address_book(settings: LookupSettings, data_dir: Path) -> AddressBook:
@@ -44,6 +72,8 @@ def create_lookup(settings: LookupSettings, data_dir: Path) -> LookupService:
             )
         elif isinstance(connector, RestSettings):
             connectors.append(RestConnector(connector, timeout=settings.timeout))
+        else:
+            connectors.append(create_crm_connector(connector, book, data_dir, timeout=settings.timeout))
     return LookupService(
         connectors,
         settings.rules,
@@ -52,3 +82,29 @@ def create_lookup(settings: LookupSettings, data_dir: Path) -> LookupService:
         choices=choices,
         on_stop=(book.close, choices.close),
     )
+
+
+def create_crm_connector(settings: ConnectorSettings, book: AddressBook, data_dir: Path, *, timeout: float) -> Connector:
+    """Create the CRM connector of one `[[connectors]]` entry."""
+    if isinstance(settings, HubSpotSettings):
+        return HubSpotConnector(settings, timeout=timeout)
+    if isinstance(settings, PipedriveSettings):
+        return PipedriveConnector(settings, timeout=timeout)
+    if isinstance(settings, BexioSettings):
+        return BexioConnector(settings, book, timeout=timeout)
+    if isinstance(settings, GraphSettings):
+        return GraphConnector(settings, book, data_dir, timeout=timeout)
+    if isinstance(settings, DataverseSettings):
+        return DataverseConnector(settings, data_dir, timeout=timeout)
+    if isinstance(settings, OdooSettings):
+        return OdooConnector(settings, timeout=timeout)
+    if isinstance(settings, ZendeskSettings):
+        return ZendeskConnector(settings, timeout=timeout)
+    if isinstance(settings, ZammadSettings):
+        return ZammadConnector(settings, timeout=timeout)
+    raise ValueError(f"connector type {settings.type!r} has no implementation")
+
+
+def create_actions(lookup: LookupService, data_dir: Path) -> ActionRunner:
+    """Create the action runner for the lookup's CRM connectors, with its store in `data_dir`."""
+    return ActionRunner(lookup.connectors, lookup.rules, ActionStore(data_dir / ACTIONS_DATABASE))

@@ -34,9 +34,46 @@ CONNECTOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Direct-dial extensions longer than this are not office extensions.
 MAX_EXTENSION_DIGITS = 6
 
-CONNECTOR_TYPES = ("addressbook", "carddav", "ldap", "rest")
-DEFAULT_LABELS = {"addressbook": "Address book", "carddav": "CardDAV", "ldap": "Directory", "rest": "CRM"}
+CRM_TYPES = ("hubspot", "pipedrive", "bexio", "graph", "dataverse", "odoo", "zendesk", "zammad")
+CONNECTOR_TYPES = ("addressbook", "carddav", "ldap", "rest", *CRM_TYPES)
+DEFAULT_LABELS = {
+    "addressbook": "Address book",
+    "carddav": "CardDAV",
+    "ldap": "Directory",
+    "rest": "CRM",
+    "hubspot": "HubSpot",
+    "pipedrive": "Pipedrive",
+    "bexio": "bexio",
+    "graph": "Microsoft 365",
+    "dataverse": "Dynamics 365",
+    "odoo": "Odoo",
+    "zendesk": "Zendesk",
+    "zammad": "Zammad",
+}
 COMMON_KEYS = {"type", "name", "label", "logo"}
+
+# The vendors' own API hosts. Each is only the default of the `url` key, so tests and
+# proxies can point a connector elsewhere. Per-tenant services (Dataverse, Odoo, Zendesk,
+# Zammad) have no default: their `url` is required.
+DEFAULT_URLS = {
+    "hubspot": "https://api.hubapi.com",
+    "pipedrive": "https://api.pipedrive.com",
+    "bexio": "https://api.bexio.com",
+    "graph": "https://graph.microsoft.com",
+}
+DEFAULT_AUTHORITY_URL = "https://login.microsoftonline.com"
+DEFAULT_BEXIO_WEB_URL = "https://office.bexio.com"
+DEFAULT_ZAMMAD_GROUP = "Users"
+
+# Call types that automatic logging distinguishes, and what it does for each.
+AUTO_LOG_CALL_TYPES = ("answered", "missed", "outgoing")
+AUTO_LOG_MODES = ("off", "log", "task")
+
+# Languages of the call notes the agent writes into CRMs.
+NOTE_LANGUAGES = ("en", "de", "fr", "it")
+
+CRM_COMMON_KEYS = {"url", "auto_log", "language", "ca_file"}
+MICROSOFT_KEYS = {"authority_url", "tenant", "client_id", "client_secret_file", "client_secret_env"}
 TYPE_KEYS = {
     "addressbook": {"demo"},
     "carddav": {"url", "username", "password_file", "password_env", "sync_minutes", "contact_url"},
@@ -55,6 +92,14 @@ TYPE_KEYS = {
         "contact_url",
     },
     "rest": {"url", "method", "token_header", "token_file", "token_env"},
+    "hubspot": CRM_COMMON_KEYS | {"token_file", "token_env"},
+    "pipedrive": CRM_COMMON_KEYS | {"token_file", "token_env", "web_url"},
+    "bexio": CRM_COMMON_KEYS | {"token_file", "token_env", "web_url", "sync_minutes"},
+    "graph": CRM_COMMON_KEYS | MICROSOFT_KEYS | {"user", "folder", "sync_minutes"},
+    "dataverse": CRM_COMMON_KEYS | MICROSOFT_KEYS | {"app_id"},
+    "odoo": CRM_COMMON_KEYS | {"protocol", "database", "login", "api_key_file", "api_key_env"},
+    "zendesk": CRM_COMMON_KEYS | {"email", "token_file", "token_env"},
+    "zammad": CRM_COMMON_KEYS | {"token_file", "token_env", "group"},
 }
 URL_PLACEHOLDERS = ("{e164}", "{digits}", "{national}", "{nsn}")
 
@@ -143,6 +188,119 @@ class RestSettings(ConnectorSettings):
     method: str = "post"
     token_header: str = "X-Execution-Token"
     token: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoLog:
+    """`auto_log`: what the agent writes into the CRM when a call ends, per call type."""
+
+    answered: str = "off"
+    missed: str = "off"
+    outgoing: str = "off"
+
+    def mode(self, call_type: str) -> str:
+        """Return "off", "log" or "task" for "answered", "missed" or "outgoing"."""
+        return str(getattr(self, call_type, "off"))
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A secret and where it was read from (a file path or "$VARIABLE"), for error messages."""
+
+    secret: Secret
+    source: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CrmSettings(ConnectorSettings):
+    """Keys every CRM connector has: its API's base URL, automatic logging and note language."""
+
+    url: str
+    auto_log: AutoLog = field(default_factory=AutoLog)
+    language: str = "en"
+    # A PEM file of CA certificates for a server with a private CA; None uses the system store.
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubSpotSettings(CrmSettings):
+    """`type = "hubspot"`: CRM search on the phone properties with a private app token."""
+
+    token: Credential
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PipedriveSettings(CrmSettings):
+    """`type = "pipedrive"`: person search with an API token."""
+
+    token: Credential
+    # The company's web address for links; None asks the API (GET /v1/users/me).
+    web_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BexioSettings(CrmSettings):
+    """`type = "bexio"`: contacts synced into the local index with a personal access token."""
+
+    token: Credential
+    web_url: str = DEFAULT_BEXIO_WEB_URL
+    sync_minutes: int = DEFAULT_SYNC_MINUTES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MicrosoftSettings(CrmSettings):
+    """Client-credential sign-in at Microsoft Entra ID, shared by Graph and Dataverse."""
+
+    tenant: str
+    client_id: str
+    client_secret: Credential
+    authority_url: str = DEFAULT_AUTHORITY_URL
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GraphSettings(MicrosoftSettings):
+    """`type = "graph"`: a mailbox's Outlook contacts synced by delta query."""
+
+    # The mailbox: a user principal name or object id.
+    user: str
+    # A contact folder id; None syncs the mailbox's default contacts folder.
+    folder: str | None = None
+    sync_minutes: int = DEFAULT_SYNC_MINUTES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataverseSettings(MicrosoftSettings):
+    """`type = "dataverse"`: Dynamics 365 contacts and accounts searched at ring time."""
+
+    # The model-driven app to open records in; None lets Dynamics choose.
+    app_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OdooSettings(CrmSettings):
+    """`type = "odoo"`: res.partner searched over JSON-2 (Odoo 19+) or JSON-RPC (older)."""
+
+    api_key: Credential
+    protocol: str = "json2"
+    database: str | None = None
+    # The user the API key belongs to; JSON-RPC signs in with it.
+    login: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ZendeskSettings(CrmSettings):
+    """`type = "zendesk"`: users searched by phone, tickets created with an API token."""
+
+    email: str
+    token: Credential
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ZammadSettings(CrmSettings):
+    """`type = "zammad"`: users searched by phone, tickets created with an access token."""
+
+    token: Credential
+    group: str = DEFAULT_ZAMMAD_GROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +470,9 @@ def _connector(entry: dict[str, Any], index: int) -> ConnectorSettings:
     if kind == "addressbook":
         return AddressBookSettings(**common, demo=_boolean(entry, "demo", where, False))
 
+    if kind in CRM_TYPES:
+        return _crm_connector(entry, where, common)
+
     if kind == "carddav":
         return CardDavSettings(
             **common,
@@ -370,6 +531,154 @@ def _connector(entry: dict[str, Any], index: int) -> ConnectorSettings:
     return RestSettings(
         **common, url=url, method=method, token_header=token_header, token=_secret(entry, where, "token")
     )
+
+
+# CRM connectors ----------------------------------------------------------------------
+
+
+def _crm_connector(entry: dict[str, Any], where: str, common: dict[str, Any]) -> CrmSettings:
+    """Check the keys of a CRM connector; `common` has its type, name, label and logo."""
+    kind = common["type"]
+    crm: dict[str, Any] = {
+        **common,
+        "url": _base_url(entry, where, "url", DEFAULT_URLS.get(kind), f"https://{kind}.example.com"),
+        "auto_log": _auto_log(entry, where),
+        "language": _choice(entry, "language", where, "en", NOTE_LANGUAGES),
+        "ca_file": _ca_file(entry, where),
+    }
+
+    if kind == "hubspot":
+        return HubSpotSettings(**crm, token=_credential(entry, where, "token", "a private app access token"))
+    if kind == "pipedrive":
+        return PipedriveSettings(
+            **crm,
+            token=_credential(entry, where, "token", "an API token"),
+            web_url=_base_url(entry, where, "web_url", None, "https://example.pipedrive.com", required=False),
+        )
+    if kind == "bexio":
+        return BexioSettings(
+            **crm,
+            token=_credential(entry, where, "token", "a personal access token"),
+            web_url=_base_url(entry, where, "web_url", DEFAULT_BEXIO_WEB_URL, DEFAULT_BEXIO_WEB_URL) or "",
+            sync_minutes=_integer(entry, "sync_minutes", f"{where} sync_minutes", DEFAULT_SYNC_MINUTES, 1, 1440),
+        )
+    if kind in ("graph", "dataverse"):
+        microsoft = {
+            **crm,
+            "tenant": _required(entry, "tenant", where, "the directory (tenant) id or domain, e.g. \"contoso.onmicrosoft.com\""),
+            "client_id": _required(entry, "client_id", where, "the application (client) id of the app registration"),
+            "client_secret": _credential(entry, where, "client_secret", "the app registration's client secret"),
+            "authority_url": _base_url(
+                entry, where, "authority_url", DEFAULT_AUTHORITY_URL, DEFAULT_AUTHORITY_URL
+            )
+            or DEFAULT_AUTHORITY_URL,
+        }
+        if kind == "graph":
+            return GraphSettings(
+                **microsoft,
+                user=_required(entry, "user", where, "the mailbox whose contacts are synced, e.g. \"office@example.com\""),
+                folder=_string(entry, "folder", where, None) or None,
+                sync_minutes=_integer(entry, "sync_minutes", f"{where} sync_minutes", DEFAULT_SYNC_MINUTES, 1, 1440),
+            )
+        return DataverseSettings(**microsoft, app_id=_string(entry, "app_id", where, None) or None)
+    if kind == "odoo":
+        protocol = _choice(entry, "protocol", where, "json2", ("json2", "jsonrpc"))
+        database = _string(entry, "database", where, None) or None
+        login = _string(entry, "login", where, None) or None
+        if protocol == "jsonrpc" and (database is None or login is None):
+            raise ConfigError(
+                f'{where}: protocol = "jsonrpc" signs in with a user, so set database and login,'
+                ' e.g. database = "mycompany" and login = "ringboard@example.com"'
+            )
+        return OdooSettings(
+            **crm,
+            api_key=_credential(entry, where, "api_key", "an API key of the Odoo user"),
+            protocol=protocol,
+            database=database,
+            login=login,
+        )
+    if kind == "zendesk":
+        return ZendeskSettings(
+            **crm,
+            email=_required(entry, "email", where, "the e-mail address of the agent the API token belongs to"),
+            token=_credential(entry, where, "token", "an API token"),
+        )
+    return ZammadSettings(
+        **crm,
+        token=_credential(entry, where, "token", "an access token"),
+        group=_string(entry, "group", where, DEFAULT_ZAMMAD_GROUP) or DEFAULT_ZAMMAD_GROUP,
+    )
+
+
+def _auto_log(entry: dict[str, Any], where: str) -> AutoLog:
+    value = entry.get("auto_log", {})
+    example = 'auto_log = { answered = "log", missed = "task", outgoing = "off" }'
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} auto_log must be a table, e.g. {example}")
+    modes: dict[str, str] = {}
+    for call_type, mode in value.items():
+        if call_type not in AUTO_LOG_CALL_TYPES:
+            raise ConfigError(
+                f"{where} auto_log.{call_type} is not a call type; use {', '.join(AUTO_LOG_CALL_TYPES)}, e.g. {example}"
+            )
+        if mode not in AUTO_LOG_MODES:
+            raise ConfigError(
+                f"{where} auto_log.{call_type} = {mode!r} is invalid: use one of {', '.join(AUTO_LOG_MODES)}"
+            )
+        modes[call_type] = mode
+    return AutoLog(**modes)
+
+
+def _credential(entry: dict[str, Any], where: str, kind: str, what: str) -> Credential:
+    """Read a required secret from `<kind>_file` or `<kind>_env`, remembering its source."""
+    secret = _secret(entry, where, kind)
+    if secret is None:
+        raise ConfigError(
+            f'{where} {kind}_file or {kind}_env is missing: store {what} in a file and set'
+            f' {kind}_file = "/etc/ringboard/{kind}", or name an environment variable with {kind}_env'
+        )
+    if f"{kind}_file" in entry:
+        return Credential(secret, str(entry[f"{kind}_file"]).strip())
+    return Credential(secret, "$" + str(entry[f"{kind}_env"]).strip())
+
+
+def _base_url(
+    entry: dict[str, Any], where: str, key: str, default: str | None, example: str, *, required: bool = True
+) -> str | None:
+    value = _string(entry, key, where, default)
+    if not value:
+        if not required:
+            return None
+        raise ConfigError(f'{where} {key} is missing: set the address of the server, e.g. {key} = "{example}"')
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f'{where} {key} = "{value}" is invalid: use a URL starting with https://, e.g. "{example}"')
+    if parts.username or parts.password:
+        raise ConfigError(f"{where} {key} must not contain a user name or password: use the secret keys")
+    return value.rstrip("/")
+
+
+def _required(entry: dict[str, Any], key: str, where: str, what: str) -> str:
+    value = _string(entry, key, where, None)
+    if not value:
+        raise ConfigError(f"{where} {key} is missing: set {what}")
+    return value
+
+
+def _choice(entry: dict[str, Any], key: str, where: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _string(entry, key, where, default) or default
+    if value not in choices:
+        raise ConfigError(f'{where} {key} = "{value}" is invalid: use one of {", ".join(choices)}')
+    return value
+
+
+def _ca_file(entry: dict[str, Any], where: str) -> str | None:
+    value = _string(entry, "ca_file", where, None)
+    if not value:
+        return None
+    if not Path(value).is_file():
+        raise ConfigError(f'{where} ca_file = "{value}" is not a readable file of PEM certificates')
+    return value
 
 
 # Value checks ------------------------------------------------------------------------

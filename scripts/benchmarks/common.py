@@ -13,8 +13,6 @@ import platform
 import resource
 import socket
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 RINGBOARD = VENV_BIN / "ringboard"
 WSCLIENTS = Path(__file__).resolve().parent / "wsclients.py"
+
+# The checkout whose agent is benchmarked; `--agent-root` points it at another one, so a
+# change can be compared with the code before it in the same conditions.
+agent_root = ROOT
+
+# Where `--profile DIR` puts py-spy profiles of the agent; None profiles nothing.
+profile_dir: Path | None = None
 
 # The agent subscribes, binds HTTP and builds the UI zip within a few seconds here.
 AGENT_START_TIMEOUT = 60.0
@@ -163,13 +168,13 @@ class AgentProcess:
     async def start(self) -> None:
         """Start the agent and wait for its `Ringboard is ready` line."""
         log = self.log_path.open("wb")
+        command, environment = agent_command("run", "--config", str(self.config))
         self.process = await asyncio.create_subprocess_exec(
-            str(RINGBOARD),
-            "run",
-            "--config",
-            str(self.config),
+            *command,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
+            env=environment,
+            cwd=agent_root,
             preexec_fn=raise_file_limit,
         )
         log.close()
@@ -285,5 +290,9 @@ async def sleep_until(moment: float) -> None:
         await asyncio.sleep(delay)
 
 
-def python_version_tag() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
+def agent_command(*args: str) -> tuple[list[str], dict[str, str] | None]:
+    """Return the command line and environment that run `ringboard ARGS` from `agent_root`."""
+    if agent_root == ROOT:
+        return [str(RINGBOARD), *args], None
+    environment = dict(os.environ, PYTHONPATH=str(agent_root))
+    return [str(VENV_BIN / "python"), "-m", "agent", *args], environment

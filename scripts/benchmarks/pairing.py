@@ -1,10 +1,16 @@
 """Users and paired devices for the WebSocket benchmarks, when the agent has them.
 
-Whether the agent has users is checked at run time: with a `ringboard users` command,
-the benchmark creates one user per client and pairs one device each with the PIN
-that `ringboard users add` prints, through `POST /api/pair {pin}` as a browser does.
-Without that command the agent's WebSocket needs no token, every client connects
+Whether the agent has users is checked at run time: `ringboard users --help` succeeds,
+or the running agent has `POST /api/pair` (it answers a malformed PIN with 400, which
+counts toward no lock-out). With users, the benchmark creates one user per client and pairs one device
+each through `POST /api/pair {pin}`, as a browser does, and each client sends its
+device cookie. Without them the WebSocket needs no token: every client connects
 unpaired and sees every extension, and the figures say so.
+
+Users are added with tests/support/pairing.py where it exists, because it hashes PINs
+at a low argon2id cost: 200 users at the production cost (about 0.1 s per hash, in
+one `ringboard users add` process each) would add over a minute to the run. The
+pairing requests still run the agent's full PIN check.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import RINGBOARD
+from . import common
+from .common import agent_command
 
-# A PIN as `ringboard users add` prints it: the first run of 4 to 12 digits after "PIN".
-_PIN = re.compile(r"PIN\D{0,20}?(\d{4,12})", re.IGNORECASE)
+# A PIN as `ringboard users add` prints it: nine digits, perhaps grouped by spaces.
+_PIN = re.compile(r"\b(\d{3}[ -]?\d{3}[ -]?\d{3})\b")
 
 COMMAND_TIMEOUT = 60.0
 
@@ -51,60 +58,92 @@ def office_plan(extensions: list[str], users: int, receptionists: int) -> list[C
 
 def users_command_available() -> bool:
     """Return whether this agent has the `ringboard users` command."""
+    command, environment = agent_command("users", "--help")
     try:
         result = subprocess.run(
-            [str(RINGBOARD), "users", "--help"], capture_output=True, timeout=COMMAND_TIMEOUT, check=False
+            command, capture_output=True, timeout=COMMAND_TIMEOUT, env=environment, cwd=common.agent_root, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0
 
 
-def pair_clients(config: Path, base_url: str, plan: list[ClientPlan]) -> Pairing:
-    """Create the users of `plan` and pair one device each; unpaired when the agent has no users."""
-    if not users_command_available():
-        return Pairing(False, [None] * len(plan), "unpaired: this agent has no `ringboard users` command yet")
+def pairing_endpoint_exists(base_url: str) -> bool:
+    """Return whether the running agent serves `POST /api/pair`."""
+    try:
+        pair_device(base_url, "not-a-pin")
+    except urllib.error.HTTPError as error:
+        return error.code not in (404, 405)
+    return True
+
+
+def agent_has_users(base_url: str) -> bool:
+    """Return whether this agent has users and device pairing."""
+    return users_command_available() or pairing_endpoint_exists(base_url)
+
+
+def pair_clients(config: Path, data_dir: Path, base_url: str, plan: list[ClientPlan]) -> Pairing:
+    """Create the users of `plan` and pair one device per client; unpaired when the agent has no users.
+
+    Clients that name the same user pair one device each with that user's PIN.
+    """
+    if not agent_has_users(base_url):
+        return Pairing(False, [None] * len(plan), "unpaired (this agent has no users yet)")
+    pins: dict[str, str] = {}
     cookies: list[str | None] = []
     for client in plan:
-        pin = add_user(config, client)
-        cookies.append(pair_device(base_url, pin))
-    return Pairing(True, cookies, f"paired: {len(plan)} users, one device each")
+        if client.user not in pins:
+            pins[client.user] = add_user(config, data_dir, client)
+        cookies.append(pair_device(base_url, pins[client.user]))
+    users = len(pins)
+    return Pairing(True, cookies, f"paired ({users} users, {len(plan)} devices)")
 
 
-def add_user(config: Path, client: ClientPlan) -> str:
-    """Run `ringboard users add` for one client and return the PIN it prints.
+def add_user(config: Path, data_dir: Path, client: ClientPlan) -> str:
+    """Add one client's user and return its PIN."""
+    role = "user" if client.extensions is not None else "receptionist"
+    extensions = client.extensions or ()
+    try:
+        from tests.support.pairing import add_user as add_test_user
+    except ImportError:
+        return add_user_with_command(config, client.user, extensions, role)
+    return add_test_user(data_dir, client.user, extensions, role)
 
-    NOTE: the options follow the planned command (a name, `--extension` per extension,
-    `--all-extensions` for a receptionist); adjust here if the command differs.
+
+def add_user_with_command(config: Path, name: str, extensions: tuple[str, ...], role: str) -> str:
+    """Run `ringboard users add` and return the PIN it prints.
+
+    NOTE: the options (`--extension` per extension, `--role`) follow the user store's
+    terms; check them against `ringboard users add --help` when this path is used.
     """
-    args = [str(RINGBOARD), "users", "add", client.user, "--config", str(config)]
-    if client.extensions is None:
-        args.append("--all-extensions")
-    else:
-        for extension in client.extensions:
-            args += ["--extension", extension]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    args = ["users", "add", name, "--config", str(config), "--role", role]
+    for extension in extensions:
+        args += ["--extension", extension]
+    command, environment = agent_command(*args)
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, env=environment, cwd=common.agent_root, check=False
+    )
     if result.returncode != 0:
-        raise RuntimeError(f"`{' '.join(args[1:])}` failed with exit code {result.returncode}: {result.stderr.strip()}")
+        raise RuntimeError(f"`ringboard {' '.join(args)}` failed with exit code {result.returncode}: {result.stderr.strip()}")
     found = _PIN.search(result.stdout)
     if found is None:
         raise RuntimeError(f"`ringboard users add` printed no PIN: {result.stdout.strip()!r}")
-    return found.group(1)
+    return re.sub(r"\D", "", found.group(1))
 
 
 def pair_device(base_url: str, pin: str) -> str:
-    """Pair a device with a PIN and return the Cookie header value the agent set."""
+    """Pair a device with a PIN and return the Cookie header value that carries its token.
+
+    Raises urllib.error.HTTPError when the agent refuses the PIN.
+    """
     request = urllib.request.Request(
         f"{base_url}/api/pair",
         data=json.dumps({"pin": pin}).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    try:
-        with urllib.request.urlopen(request, timeout=COMMAND_TIMEOUT) as response:
-            set_cookies = response.headers.get_all("Set-Cookie") or []
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(f"POST /api/pair failed: HTTP {error.code}") from None
+    with urllib.request.urlopen(request, timeout=COMMAND_TIMEOUT) as response:
+        set_cookies = response.headers.get_all("Set-Cookie") or []
     if not set_cookies:
         raise RuntimeError("POST /api/pair returned no Set-Cookie header")
     return "; ".join(cookie.split(";", 1)[0] for cookie in set_cookies)

@@ -10,6 +10,7 @@ from agent.lookup.settings import lab_settings
 from agent.runner import AgentRunner
 from tests.agent.test_pipeline import agent_config
 from tests.support.fake_pbx import FakePbx, kamailio_document
+from tests.support.pairing import paired_device
 
 
 async def test_ringing_call_gets_demo_card(tmp_path):
@@ -19,8 +20,9 @@ async def test_ringing_call_gets_demo_card(tmp_path):
     runner = AgentRunner(config)
     url = await runner.start()
     try:
+        device = await paired_device(url, tmp_path, extensions=("201",))
         await server.wait_subscribed(["201"])
-        async with websockets.connect(url.replace("http", "ws") + "api/events") as socket:
+        async with websockets.connect(url.replace("http", "ws") + "api/events", additional_headers=device.header) as socket:
             await _next(socket, "snapshot")
             body = kamailio_document("201", server.next_version("201"), [("d1", "c1", "early")])
             server.send_notify("201", body)
@@ -46,8 +48,9 @@ async def test_withheld_caller_skips_lookup(tmp_path):
     runner = AgentRunner(config)
     url = await runner.start()
     try:
+        device = await paired_device(url, tmp_path, extensions=("201",))
         await server.wait_subscribed(["201"])
-        async with websockets.connect(url.replace("http", "ws") + "api/events") as socket:
+        async with websockets.connect(url.replace("http", "ws") + "api/events", additional_headers=device.header) as socket:
             await _next(socket, "snapshot")
             body = kamailio_document(
                 "201", server.next_version("201"), [("d1", "c1", "early")], caller="anonymous"

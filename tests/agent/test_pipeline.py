@@ -11,6 +11,7 @@ import websockets
 from agent.config import AgentSettings, Config, HttpSettings, SipSettings
 from agent.runner import AgentRunner
 from tests.support.fake_pbx import FakePbx, kamailio_document
+from tests.support.pairing import paired_device
 
 CALL_ID = "1-9320@127.0.0.1"
 
@@ -47,8 +48,9 @@ async def test_call_flows_to_websocket(tmp_path, pbx, caplog):
     runner = AgentRunner(agent_config(tmp_path, address))
     url = await runner.start()
     try:
+        device = await paired_device(url, tmp_path)
         await server.wait_subscribed(["201", "202"])
-        async with websockets.connect(url.replace("http", "ws") + "api/events") as socket:
+        async with websockets.connect(url.replace("http", "ws") + "api/events", additional_headers=device.header) as socket:
             snapshot = await next_message(socket, "snapshot")
             assert snapshot["version"] == 1
             assert snapshot["active"] == []
@@ -76,14 +78,15 @@ async def test_call_flows_to_websocket(tmp_path, pbx, caplog):
             assert ended["call"]["outcome"] == "answered"
             assert ended["call"]["duration"] is not None
 
-        async with websockets.connect(url.replace("http", "ws") + f"api/events?since={ringing['seq'] - 1}") as socket:
+        resume_url = url.replace("http", "ws") + f"api/events?since={ringing['seq'] - 1}"
+        async with websockets.connect(resume_url, additional_headers=device.header) as socket:
             resumed = await next_message(socket, "snapshot")
             assert [call["id"] for call in resumed["history"]] == [ended["call"]["id"]]
             assert resumed["active"] == []
 
         async with httpx.AsyncClient() as client:
             health = await client.get(url + "healthz")
-            page = await client.get(url + "api/history?limit=10")
+            page = await client.get(url + "api/history?limit=10", headers=device.header)
             metrics = await client.get(url + "metrics")
         assert health.status_code == 200
         assert 'ringboard_dialog_documents_total{result="rejected"} 1' in metrics.text
@@ -100,8 +103,9 @@ async def test_missed_call_and_restart_keep_numbering(tmp_path, pbx):
     runner = AgentRunner(agent_config(tmp_path, address))
     url = await runner.start()
     try:
+        device = await paired_device(url, tmp_path)
         await server.wait_subscribed(["201", "202"])
-        async with websockets.connect(url.replace("http", "ws") + "api/events") as socket:
+        async with websockets.connect(url.replace("http", "ws") + "api/events", additional_headers=device.header) as socket:
             await next_message(socket, "snapshot")
             server.send_notify("202", kamailio_document("202", server.next_version("202"), [("d2", "c2", "early")]))
             await next_message(socket)
@@ -117,7 +121,7 @@ async def test_missed_call_and_restart_keep_numbering(tmp_path, pbx):
     try:
         await server.wait_subscribed(["201", "202"])
         server.send_notify("201", kamailio_document("201", server.next_version("201"), [("d3", "c3", "early")]))
-        async with websockets.connect(url.replace("http", "ws") + "api/events") as socket:
+        async with websockets.connect(url.replace("http", "ws") + "api/events", additional_headers=device.header) as socket:
             snapshot = await next_message(socket, "snapshot")
             if not snapshot["active"]:
                 ringing = await next_message(socket)
@@ -152,8 +156,10 @@ async def test_foreign_origin_websocket_refused(tmp_path, pbx):
     runner = AgentRunner(agent_config(tmp_path, address))
     url = await runner.start()
     try:
+        device = await paired_device(url, tmp_path)
         with pytest.raises(websockets.exceptions.InvalidStatus):
-            async with websockets.connect(url.replace("http", "ws") + "api/events", origin="http://evil.example"):
+            events = url.replace("http", "ws") + "api/events"
+            async with websockets.connect(events, origin="http://evil.example", additional_headers=device.header):
                 pass
     finally:
         await runner.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sip.dialoginfo import MAX_DOCUMENT_BYTES, DialogInfoError, Replaces, parse_dialog_info, parse_rlmi
+from sip.dialoginfo import MAX_DOCUMENT_BYTES, DialogInfoError, RejectReason, Replaces, parse_dialog_info, parse_rlmi
 from tests.sip.corpus import fixture_path, section
 
 
@@ -207,3 +207,47 @@ def test_rlmi_duplicate_resource_warns():
 def test_rlmi_invalid_rejected(body, reason):
     with pytest.raises(DialogInfoError, match=reason):
         parse_rlmi(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<dialog-info version='1' state='full'><dialog id='a'>", RejectReason.TRUNCATED),
+        (b"<dialog-info version='1' state='full'><dialog id='a", RejectReason.TRUNCATED),
+        (b"<dialog-info version='1' state='full'><dialog></x></dialog-info>", RejectReason.MALFORMED),
+        (b"<dialog-info version='1' state='full'>Z\xfcrich</dialog-info>", RejectReason.ENCODING),
+        (b"<?xml version='1.0' encoding='UTF-8'?><dialog-info>\xff</dialog-info>", RejectReason.ENCODING),
+        (b"<?xml version='1.0' encoding='x-unknown'?><dialog-info/>", RejectReason.ENCODING),
+        (b"<dialog-info version='x' state='full'/>", RejectReason.INVALID),
+        (b"<!--" + b"x" * MAX_DOCUMENT_BYTES + b"-->", RejectReason.TOO_LARGE),
+        (
+            b'<!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+            b"<dialog-info version='1' state='full'>&b;</dialog-info>",
+            RejectReason.FORBIDDEN,
+        ),
+        (b'<!DOCTYPE d SYSTEM "http://example.com/d.dtd"><dialog-info>&ext;</dialog-info>', RejectReason.MALFORMED),
+    ],
+)
+def test_read_reject_reasons(body, reason):
+    with pytest.raises(DialogInfoError) as caught:
+        parse_dialog_info(body)
+
+    assert caught.value.reason == reason
+
+
+def test_read_declared_latin1_accepted():
+    body = "<?xml version='1.0' encoding='ISO-8859-1'?><dialog-info version='1' state='full'>" \
+        "<dialog id='a'><state>early</state><remote><identity display='Zürich'>sip:1@x</identity></remote>" \
+        "</dialog></dialog-info>"
+
+    info = parse_dialog_info(body.encode("latin-1"))
+
+    assert info.dialogs[0].remote_display == "Zürich"
+
+
+def test_read_utf16_with_bom_accepted():
+    body = "<?xml version='1.0' encoding='UTF-16'?><dialog-info version='2' state='full'/>"
+
+    info = parse_dialog_info(body.encode("utf-16"))
+
+    assert info.version == 2

@@ -740,3 +740,155 @@ def test_times_converted_to_utc():
 def test_invalid_options_rejected(option, value):
     with pytest.raises(ValueError, match=option):
         CallTracker(["201"], **{option: value})
+
+
+# Parties ---------------------------------------------------------------------------------
+
+
+def with_local(dialog_xml: str, local: str) -> str:
+    return dialog_xml.replace("</dialog>", f"<local><identity>{local}</identity></local></dialog>")
+
+
+def test_called_ring_group_from_local_identity():
+    calls = tracker()
+
+    events = calls.apply("201", doc(1, with_local(dialog("d1", "early"), "sip:600@pbx.local")), at(0))
+
+    assert events[0].call.called == "600"
+
+
+def test_called_not_set_to_own_extension():
+    calls = tracker()
+
+    events = calls.apply("201", doc(1, with_local(dialog("d1", "early"), "sip:201@pbx.local")), at(0))
+
+    assert events[0].call.called is None
+
+
+def test_called_not_set_for_outgoing():
+    calls = tracker()
+    outgoing = with_local(dialog("d1", "early", direction="initiator"), "sip:201@pbx.local;user=phone")
+
+    events = calls.apply("201", doc(1, outgoing), at(0))
+
+    assert events[0].call.called is None
+
+
+def test_referred_by_recorded():
+    referred = dialog("d1", "confirmed").replace("</dialog>", "<referred-by> sip:bob@example.net </referred-by></dialog>")
+
+    events = tracker().apply("201", doc(1, referred), at(0))
+
+    assert events[0].call.referred_by == "bob"
+
+
+def test_name_addr_identity_read():
+    body = dialog("d1", "early", remote='"Alice Example" &lt;sip:+41441234567@pbx;user=phone&gt;')
+
+    events = tracker().apply("201", doc(1, body), at(0))
+
+    remote = events[0].call.remote
+    assert (remote.number, remote.display_name) == ("+41441234567", "Alice Example")
+
+
+@pytest.mark.parametrize(
+    ("uri", "number"),
+    [
+        ("sips:+41441234567@pbx.example.com", "+41441234567"),
+        ("tel:+41441234567", "+41441234567"),
+        ("tel:0441234567;phone-context=+41", "0441234567"),
+        ("sip:0441234567;phone-context=+41@pbx.example.com;user=phone", "0441234567"),
+    ],
+)
+def test_remote_uri_schemes(uri, number):
+    events = tracker().apply("201", doc(1, dialog("d1", "early", remote=uri)), at(0))
+
+    assert events[0].call.remote.number == number
+
+
+@pytest.mark.parametrize(
+    ("uri", "display"),
+    [
+        ("sip:anonymous@anonymous.invalid", "anonymous"),
+        ("sip:invalid@192.0.2.10", None),
+        ("sip:anonymous@pbx.example.com", "Anonymous"),
+        ("sip:restricted@pbx.example.com", None),
+        ("sip:pbx.example.com", None),
+    ],
+)
+def test_withheld_forms(uri, display):
+    events = tracker().apply("201", doc(1, dialog("d1", "early", remote=uri, display=display)), at(0))
+
+    remote = events[0].call.remote
+    assert remote.withheld is True
+    assert remote.number is None
+    assert remote.display_name is None
+
+
+@pytest.mark.parametrize(
+    ("display", "expected"),
+    [
+        ("&quot;Zürich Empfang&quot;", "Zürich Empfang"),
+        ("&quot;Al \\&quot;the\\&quot; Caller&quot;", 'Al "the" Caller'),
+        ("Цюрих, Офис-5", "Цюрих, Офис-5"),
+        ("O'Brien", "O'Brien"),
+    ],
+)
+def test_display_names_unquoted(display, expected):
+    events = tracker().apply("201", doc(1, dialog("d1", "early", display=display)), at(0))
+
+    assert events[0].call.remote.display_name == expected
+
+
+# Profiles ---------------------------------------------------------------------------------
+
+
+def test_profiles_name_their_quirks():
+    quirks = {name: profile.quirks for name, profile in PROFILES.items()}
+
+    assert quirks == {
+        "asterisk": ("fake_call_ids", "outgoing_confirmed_at_once", "dialog_per_extension", "outcomes_inferred"),
+        "freeswitch": ("full_is_one_leg",),
+        "kamailio": (),
+        "3cx": (),
+        "innovaphone": ("reads_unsolicited_notify", "direction_unreliable"),
+        "generic": (),
+    }
+
+
+def test_new_caller_on_reused_dialog_is_new_call():
+    calls = tracker(pbx="asterisk")
+    first = calls.apply("201", doc(1, dialog("201", "early")), at(0))
+
+    events = calls.apply("201", doc(2, dialog("201", "early", remote="sip:0449876543@pbx")), at(4))
+
+    assert kinds(events) == [EventKind.ENDED, EventKind.RINGING]
+    assert events[0].call.id == first[0].call.id
+    assert (events[0].call.outcome, events[0].call.confidence) == (Outcome.MISSED, Confidence.INFERRED)
+    assert events[1].call.remote.number == "0449876543"
+
+
+def test_new_caller_on_real_dialog_is_update():
+    calls = tracker()
+    calls.apply("201", doc(1, dialog("d1", "early")), at(0))
+
+    events = calls.apply("201", doc(2, dialog("d1", "early", remote="sip:0449876543@pbx")), at(4))
+
+    assert kinds(events) == [EventKind.UPDATED]
+
+
+def test_several_live_calls_per_extension():
+    calls = tracker()
+    first = dialog("d1", "confirmed", call_id="c1")
+    waiting = dialog("d2", "early", call_id="c2", remote="sip:0449876543@pbx")
+    calls.apply("201", doc(1, first), at(0))
+
+    ringing = calls.apply("201", doc(2, first, waiting), at(10))
+    consult = dialog("d3", "confirmed", call_id="c3", direction="initiator", remote="sip:202@pbx")
+    held = dialog("d1", "confirmed", call_id="c1", rendering="no")
+    during = calls.apply("201", doc(3, held, dialog("d2", "terminated", call_id="c2"), consult), at(20))
+
+    assert kinds(ringing) == [EventKind.RINGING]
+    assert sorted(kinds(during)) == sorted([EventKind.HELD, EventKind.CONNECTED, EventKind.ENDED])
+    states = sorted((call.sip_call_id, call.state) for call in calls.active_calls())
+    assert states == [("c1", CallState.HELD), ("c3", CallState.CONNECTED)]

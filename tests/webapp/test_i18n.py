@@ -22,7 +22,7 @@ from ringboard_ui.view import CONNECTION_STATUSES  # noqa: E402
 PACKAGE_DIR = UI_DIR / "ringboard_ui"
 OUTCOMES = ("answered", "missed", "answered_elsewhere", "busy", "rejected", "failed", "transferred")
 HEALTH_REASONS = ("timeout", "rejected", "terminated", "transport", "unknown")
-ERROR_CODES = ("bad_request", "unknown")
+ERROR_CODES = ("bad_request", "unknown", "pin_invalid", "pin_format", "pairing_locked", "pairing_failed", "busy")
 ALLOWED_STRFTIME = {"d", "m", "Y", "H", "M", "S"}
 
 

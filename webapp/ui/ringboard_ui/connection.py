@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/api/events"
 
+# The agent closes the socket with this code when the device token is missing, unknown
+# or revoked; reconnecting cannot help until the browser is paired again.
+UNAUTHENTICATED_CLOSE_CODE = 4401
+
 
 @dataclass(frozen=True, slots=True)
 class SocketHandlers:
@@ -53,7 +57,8 @@ class EventConnection:
 
     The status goes `connecting` → `online` (when the caller calls `confirm_live`
     after the snapshot) → `offline` (closed, waiting to retry). `reconnect_now`
-    cuts the wait short.
+    cuts the wait short. A close with code 4401 sets `unpaired` and calls
+    `on_unauthenticated`; the loop then waits for `paired()` instead of a delay.
     """
 
     def __init__(
@@ -63,13 +68,16 @@ class EventConnection:
         on_message: Callable[[str], None],
         on_status: Callable[[str], None],
         backoff: Backoff | None = None,
+        on_unauthenticated: Callable[[], None] | None = None,
     ) -> None:
         self._url_for_next_attempt = url_for_next_attempt
         self._open_socket = open_socket
         self._on_message = on_message
         self._on_status = on_status
+        self._on_unauthenticated = on_unauthenticated
         self._backoff = backoff or Backoff()
         self._retry_now = asyncio.Event()
+        self._paired = asyncio.Event()
         self._socket: Socket | None = None
         self.status = "connecting"
 
@@ -77,7 +85,10 @@ class EventConnection:
         """Connect, wait for the close, wait the back-off delay, and repeat until cancelled."""
         try:
             while True:
-                await self._connect_once()
+                code = await self._connect_once()
+                if code == UNAUTHENTICATED_CLOSE_CODE:
+                    await self._wait_for_pairing()
+                    continue
 
                 delay = self._backoff.next_delay()
                 log.info("event socket reconnects in %.1f s (attempt %d)", delay, self._backoff.failures)
@@ -93,12 +104,25 @@ class EventConnection:
         self._backoff.reset()
         self._set_status("online")
 
+    def paired(self) -> None:
+        """Connect again at once: the browser was paired and has a device token now."""
+        self._paired.set()
+
     def reconnect_now(self) -> None:
         """Skip the rest of the back-off wait; does nothing unless offline."""
         if self.status == "offline":
             self._retry_now.set()
 
-    async def _connect_once(self) -> None:
+    async def _wait_for_pairing(self) -> None:
+        self._paired.clear()
+        self._backoff.reset()
+        self._set_status("unpaired")
+        if self._on_unauthenticated is not None:
+            self._on_unauthenticated()
+        await self._paired.wait()
+
+    async def _connect_once(self) -> int | None:
+        """Open one socket and wait for its close; return the close code, None if it never opened."""
         self._set_status("connecting")
         closed: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
 
@@ -114,7 +138,7 @@ class EventConnection:
             # The browser throws at once for a malformed URL or a blocked port. That
             # counts as a failed attempt, so the back-off applies as after a close.
             log.exception("opening the event socket %s failed", url)
-            return
+            return None
 
         try:
             code, reason = await closed
@@ -124,6 +148,7 @@ class EventConnection:
             self._socket = None
 
         log.warning("event socket %s closed with code %d %s", url, code, reason)
+        return code
 
     async def _wait_before_retry(self, delay: float) -> None:
         self._retry_now.clear()

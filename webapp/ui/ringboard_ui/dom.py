@@ -8,12 +8,13 @@ owner removes it and calls `destroy()`.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import js  # type: ignore[import-not-found]
-from pyodide.ffi import create_proxy  # type: ignore[import-not-found]
+from pyodide.ffi import create_proxy, to_js  # type: ignore[import-not-found]
 
 from .connection import SocketHandlers
 
@@ -23,7 +24,7 @@ Node = Any
 
 
 class BrowserDom:
-    """`view.DomAdapter` over the page's `document`."""
+    """`view.DomAdapter` and `pairing.PairingDom` over the page's `document`."""
 
     def element_by_id(self, element_id: str) -> Node:
         node = js.document.getElementById(element_id)
@@ -62,6 +63,15 @@ class BrowserDom:
 
     def set_title(self, text: str) -> None:
         js.document.title = text
+
+    def get_value(self, node: Node) -> str:
+        return str(node.value)
+
+    def set_value(self, node: Node, value: str) -> None:
+        node.value = value
+
+    def focus(self, node: Node) -> None:
+        node.focus()
 
 
 class Listeners:
@@ -126,6 +136,27 @@ class BrowserSocket:
 def open_socket(url: str, handlers: SocketHandlers) -> BrowserSocket:
     """Open the event WebSocket at `url`."""
     return BrowserSocket(url, handlers)
+
+
+async def post_json(url: str, body: Mapping[str, Any]) -> tuple[int, Any]:
+    """POST `body` as JSON with the page's cookies; return the status and the decoded reply (None if not JSON)."""
+    options = to_js(
+        {
+            "method": "POST",
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps(body),
+            "credentials": "same-origin",
+            "cache": "no-store",
+        },
+        dict_converter=js.Object.fromEntries,
+    )
+    response = await js.fetch(url, options)
+    text = str(await response.text())
+    try:
+        reply = json.loads(text)
+    except ValueError:
+        reply = None
+    return int(response.status), reply
 
 
 def page_location() -> tuple[str, str]:

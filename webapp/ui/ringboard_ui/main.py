@@ -14,6 +14,7 @@ from typing import Any
 
 from .connection import EventConnection, events_url
 from .i18n import choose_language, load_catalog
+from .pairing import PAIRING_FORM_ID, Pairing, PairingView
 from .state import BoardState, ProtocolError
 from .view import STATUS_ID, BoardView
 
@@ -69,6 +70,7 @@ class RunningPage:
     connection: EventConnection
     listeners: Any
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    submissions: set[asyncio.Task[bool]] = field(default_factory=set)
 
 
 _page: RunningPage | None = None
@@ -96,12 +98,29 @@ def start() -> None:
         if board.handle_text(text) == "snapshot":
             connection.confirm_live()
 
+    pairing_view = PairingView(browser_dom, texts)
+
+    def on_unauthenticated() -> None:
+        # A revoked device must stop showing calls at once, not only stop receiving them.
+        state.reset()
+        view.render(state, utc_now())
+        pairing_view.show()
+
     connection = EventConnection(
         url_for_next_attempt=lambda: events_url(protocol, host, state.resume_seq()),
         open_socket=dom.open_socket,
         on_message=on_message,
         on_status=view.show_connection,
+        on_unauthenticated=on_unauthenticated,
     )
+    pairing = Pairing(pairing_view, dom.post_json, on_paired=connection.paired)
+    submissions: set[asyncio.Task[bool]] = set()
+
+    def on_pairing_submit(event: Any) -> None:
+        event.preventDefault()
+        task = asyncio.ensure_future(pairing.submit())
+        submissions.add(task)
+        task.add_done_callback(submissions.discard)
 
     def on_visibility_change(event: Any) -> None:
         if dom.page_visible():
@@ -111,13 +130,14 @@ def start() -> None:
     listeners.add(browser_dom.element_by_id(STATUS_ID), "click", lambda event: connection.reconnect_now())
     listeners.add(dom.window(), "online", lambda event: connection.reconnect_now())
     listeners.add(dom.document(), "visibilitychange", on_visibility_change)
+    listeners.add(browser_dom.element_by_id(PAIRING_FORM_ID), "submit", on_pairing_submit)
 
     view.translate_shell()
     view.show_connection("connecting")
     view.render(state, utc_now())
     view.mark_live()
 
-    page = RunningPage(board=board, connection=connection, listeners=listeners)
+    page = RunningPage(board=board, connection=connection, listeners=listeners, submissions=submissions)
     page.tasks.add(asyncio.ensure_future(connection.run()))
     page.tasks.add(asyncio.ensure_future(board.tick_forever()))
     _page = page
@@ -132,6 +152,6 @@ def stop() -> None:
     if page is None:
         return
 
-    for task in page.tasks:
+    for task in [*page.tasks, *page.submissions]:
         task.cancel()
     page.listeners.dispose()

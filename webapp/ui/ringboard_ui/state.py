@@ -293,6 +293,14 @@ class BoardState:
         self.error: AgentError | None = None
         self.protocol_version: int | None = None
 
+    def reset(self) -> None:
+        """Forget every call, as when the agent no longer accepts this browser."""
+        self.active = {}
+        self.history = []
+        self.seq = None
+        self.health = None
+        self.error = None
+
     def apply(self, message: object) -> bool:
         """Apply one protocol message; raise ProtocolError when it is malformed."""
         if not isinstance(message, Mapping):

@@ -16,7 +16,8 @@ and the end-to-end tests select on:
 
 Live rows sit in `#active-calls`, ended ones in `#call-history`. The status button
 `#status` carries `data-connection` (`connecting`, `online` or `offline`), and the
-root element gets `data-ringboard="live"` once the UI runs.
+root element gets `data-ringboard="live"` once the UI runs. `#status` shows `unpaired`
+while the pairing form (`ringboard_ui.pairing`) replaces the board.
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ ACTIVE_EMPTY_ID = "active-empty"
 ACTIVE_COUNT_ID = "active-count"
 HISTORY_LIST_ID = "history-list"
 HISTORY_EMPTY_ID = "history-empty"
+ACTIVE_SECTION_ID = "active-calls"
+HISTORY_SECTION_ID = "call-history"
 
 # Shell elements whose text the view translates carry their catalogue key here.
 I18N_ATTRIBUTE = "data-i18n"
 I18N_TITLE_ATTRIBUTE = "data-i18n-title"
 
-CONNECTION_STATUSES = ("connecting", "online", "offline")
+# `unpaired`: the agent refused this browser's device token, and the pairing form shows.
+CONNECTION_STATUSES = ("connecting", "online", "offline", "unpaired")
 
 
 class DomAdapter(Protocol):
@@ -117,7 +121,7 @@ class BoardView:
         self._dom.set_attribute(self._dom.document_element(), "data-ringboard", "live")
 
     def show_connection(self, status: str) -> None:
-        """Show `connecting`, `online` or `offline`; only the offline status is clickable."""
+        """Show `connecting`, `online`, `offline` or `unpaired`; only the offline status is clickable."""
         if status not in CONNECTION_STATUSES:
             raise ValueError(f"unknown connection status {status!r}; expected one of {CONNECTION_STATUSES}")
 
