@@ -120,7 +120,7 @@ class ActionRunner:
         return await self._once(summary, connector, action_id, card_contact_id, _clean(params))
 
     async def auto_log(self, call: dict[str, Any], cards_message: dict[str, Any] | None) -> list[ActionResult]:
-        """Log an ended call in each CRM whose `auto_log` asks for its call type; return the results.
+        """Log an ended call in each CRM whose `auto_log` setting covers its call type; return the results.
 
         The contact is the connector's best card of the call's `crm` message (the office's
         choice first). A caller without a card of a connector is not logged there.
@@ -253,7 +253,7 @@ class ActionRunner:
         if recent is not None:
             return ActionResult(True, url=recent[1], code=errors.CONTACT_EXISTS, params={"label": connector.label}, contact_id=recent[0])
 
-        existing = [card for card in await connector.lookup(caller) if card.contact_id]
+        existing = sorted((card for card in await connector.lookup(caller) if card.contact_id), key=lambda c: -c.score)
         if existing:
             card = existing[0]
             return ActionResult(

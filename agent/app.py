@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agent.auth import UNAUTHENTICATED_CLOSE_CODE, Authenticator, LiveConnection, Refused, cookie_name, device_cookie
+from agent.auth import UNAUTHENTICATED_CLOSE_CODE, Authenticator, LiveConnection, Rejected, cookie_name, device_cookie
 from agent.bus import EventBus
 from agent.history import MAX_PAGE
 from agent.middleware import API_PREFIX, ApiError, ApiGuard, SecurityHeaders, error_response, read_json
@@ -190,7 +190,7 @@ async def _pair(request: Request, auth: Authenticator, tls: bool) -> Response:
         return error_response(400, "bad_request", field="pin", reason="wrong_type")
 
     result = await auth.pair(pin, address, request.headers.get("user-agent", ""))
-    if isinstance(result, Refused):
+    if isinstance(result, Rejected):
         return error_response(result.status, result.code, **result.params)
 
     # A browser that pairs again (for another user, say) gives up its old device.

@@ -26,8 +26,8 @@ log = logging.getLogger("ringboard.auth")
 # How often the user database is checked for revocations made by another process.
 REVOKE_POLL_SECONDS = 1.0
 
-# PIN checks run one at a time, each about 0.1 s of argon2id. Requests waiting beyond
-# this many are answered 503 at once, so a flood cannot queue minutes of work.
+# PIN checks run one at a time, each about 0.1 s of argon2id. Requests beyond this many
+# waiting get 503 at once, so a flood cannot queue minutes of work.
 MAX_WAITING_PAIRINGS = 32
 
 # The device cookie lives as long as Chromium lets a cookie live (400 days); the device
@@ -66,8 +66,8 @@ class Paired:
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
-    """A refused pairing: the HTTP status and the protocol error code with its parameters."""
+class Rejected:
+    """A rejected pairing: the HTTP status and the protocol error code with its parameters."""
 
     status: int
     code: str
@@ -122,20 +122,20 @@ class Authenticator:
 
     # Pairing ----------------------------------------------------------------------------
 
-    async def pair(self, pin_text: str, address: str, user_agent: str) -> Paired | Refused:
+    async def pair(self, pin_text: str, address: str, user_agent: str) -> Paired | Rejected:
         """Check a PIN from `address`; on success pair a new device for its user."""
         pin = normalize_pin(pin_text)
         if pin is None:
-            # The format is public, so a malformed PIN tells nothing and is not counted.
+            # The format is public, so a malformed PIN reveals nothing and is not counted.
             self._pairings.inc(result="bad_request")
-            return Refused(400, "bad_request", {"field": "pin", "reason": "format"})
+            return Rejected(400, "bad_request", {"field": "pin", "reason": "format"})
 
-        refused = self._locked(address, None)
-        if refused is not None:
-            return refused
+        rejected = self._locked(address, None)
+        if rejected is not None:
+            return rejected
         if self._waiting >= MAX_WAITING_PAIRINGS:
             self._pairings.inc(result="busy")
-            return Refused(503, "busy", {"retry_after": 1})
+            return Rejected(503, "busy", {"retry_after": 1})
 
         self._waiting += 1
         try:
@@ -144,17 +144,17 @@ class Authenticator:
         finally:
             self._waiting -= 1
 
-    async def _pair_checked(self, pin: str, address: str, user_agent: str) -> Paired | Refused:
+    async def _pair_checked(self, pin: str, address: str, user_agent: str) -> Paired | Rejected:
         # Checked again: requests that arrived together passed the first check together.
-        refused = self._locked(address, None)
-        if refused is not None:
-            return refused
+        rejected = self._locked(address, None)
+        if rejected is not None:
+            return rejected
 
         found = self.store.user_for_pin(pin)
         if found is not None:
-            refused = self._locked(address, found[0].locked_until)
-            if refused is not None:
-                return refused
+            rejected = self._locked(address, found[0].locked_until)
+            if rejected is not None:
+                return rejected
 
         # An unknown user number costs the same argon2 check as a known one.
         pin_hash = found[1] if found is not None else await self._unknown_user_hash()
@@ -162,7 +162,7 @@ class Authenticator:
 
         if found is None or not matches:
             self._fail(address, found[0] if found is not None else None)
-            return Refused(401, "pin_invalid")
+            return Rejected(401, "pin_invalid")
 
         user = found[0]
         if user.failed_pairings:
@@ -177,13 +177,13 @@ class Authenticator:
         )
         return Paired(session, device, token)
 
-    def _locked(self, address: str, user_locked_until: float | None) -> Refused | None:
+    def _locked(self, address: str, user_locked_until: float | None) -> Rejected | None:
         now = self.clock()
         wait = max(self.addresses.remaining(address, now), (user_locked_until or 0.0) - now)
         if wait <= 0:
             return None
         self._pairings.inc(result="locked")
-        return Refused(429, "pairing_locked", {"retry_after": math.ceil(wait)})
+        return Rejected(429, "pairing_locked", {"retry_after": math.ceil(wait)})
 
     def _fail(self, address: str, user: Any) -> None:
         now = self.clock()

@@ -22,7 +22,7 @@ LAB_EXTENSIONS = ("201", "202", "203")
 LAB_USER = "lab"
 
 # Modules that register further sub-commands with an `add_commands(subparsers)` function.
-PLUGGED_COMMANDS = ("agent.lookup.cli", "agent.users_cli", "agent.doctor")
+PLUGGED_COMMANDS = ("agent.lookup.cli", "agent.inspect", "agent.users_cli", "agent.doctor")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +83,9 @@ def _serve_until_stopped(config: Config, ready: threading.Event | None = None) -
     except TlsError as error:
         print(f"ringboard: HTTPS cannot start: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: the agent has already stopped in order.
+        pass
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.raw_config import RawConfigError, RawSettings, parse_raw_settings
 from sip.profiles import PROFILES
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     numbers: NumberSettings = field(default_factory=NumberSettings)
     lookup: LookupSettings | None = None
+    raw: RawSettings = field(default_factory=RawSettings)
     source: Path | None = None
 
     def lookup_settings(self) -> LookupSettings:
@@ -142,7 +144,7 @@ def load_config(path: Path) -> Config:
 
 def parse_config(raw: dict[str, Any]) -> Config:
     """Check a parsed TOML document and build the configuration."""
-    _reject_unknown(raw, "", {"agent", "http", "sip", "numbers", "lookup", "connectors"})
+    _reject_unknown(raw, "", {"agent", "http", "sip", "numbers", "lookup", "connectors", "hep", "capture"})
 
     agent_raw = _table(raw, "agent")
     _reject_unknown(agent_raw, "agent", {"data_dir", "history_days", "log_level"})
@@ -203,7 +205,11 @@ def parse_config(raw: dict[str, Any]) -> Config:
     from agent.lookup.settings import parse_lookup_settings
 
     lookup = parse_lookup_settings(raw)
-    return Config(agent=agent, http=http, sip=sip, numbers=numbers, lookup=lookup)
+    try:
+        raw_sources = parse_raw_settings(sip_raw, _table(raw, "hep"), _table(raw, "capture"), sip.extensions)
+    except RawConfigError as error:
+        raise ConfigError(str(error)) from None
+    return Config(agent=agent, http=http, sip=sip, numbers=numbers, lookup=lookup, raw=raw_sources)
 
 
 # Value checks ----------------------------------------------------------------------------
@@ -304,7 +310,7 @@ def _tls_files(raw: dict[str, Any]) -> tuple[Path | None, Path | None]:
 SIP_KEYS = {
     "server", "port", "transport", "domain", "user", "username", "password", "password_file", "password_env",
     "extensions", "pbx", "listen_host", "listen_port", "expires", "outbound_proxy", "ca_file", "register",
-    "list_uri", "retry_max", "dns_servers",
+    "list_uri", "retry_max", "dns_servers", "sources", "dids", "link_header",
 }
 
 # Each extension is one SUBSCRIBE dialog on the PBX. An office notifier watches tens to
@@ -349,15 +355,15 @@ def _sip_password(raw: dict[str, Any]) -> str | None:
     """Read the SIP password from `password`, `password_file` or `password_env` (one of them)."""
     import os
 
-    given = [key for key in ("password", "password_file", "password_env") if key in raw]
-    if len(given) > 1:
-        raise ConfigError(f"[sip] sets {' and '.join(given)}: keep only one way to give the password")
-    if not given:
+    password_keys = [key for key in ("password", "password_file", "password_env") if key in raw]
+    if len(password_keys) > 1:
+        raise ConfigError(f"[sip] sets {' and '.join(password_keys)}: keep only one way to give the password")
+    if not password_keys:
         return None
-    if given[0] == "password":
+    if password_keys[0] == "password":
         return _string(raw, "sip.password", "")
 
-    if given[0] == "password_file":
+    if password_keys[0] == "password_file":
         path = Path(_string(raw, "sip.password_file", ""))
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n")

@@ -1,9 +1,10 @@
-"""The `doctor` command: checks the set-up and says what to fix.
+"""The `doctor` command: checks the set-up and prints what to fix.
 
 It checks that the configuration is valid, that the HTTP and SIP ports are free or held
-by a running agent, that the PBX answers a SIP OPTIONS (the only packet it sends off
-this machine, and only to the configured `[sip] server`), that the HTTPS certificate
+by a running agent, that the PBX responds to a SIP OPTIONS, that the HTTPS certificate
 is valid and not about to expire, and that no secret file is readable by every user.
+Apart from the DNS lookup of the PBX's name, the OPTIONS request is the only packet it
+sends off this machine, and only to the configured `[sip] server`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sip.message import Response, SipParseError, build_request, parse_message
 
 CONFIG_HELP = "configuration file (default: ./ringboard.toml, then /etc/ringboard)"
 
-# SIP over UDP retransmits a request after 0.5 s, doubling (RFC 3261 timer T1); three
+# SIP over UDP retransmits a request after 0.5 s, doubling (RFC 3261 timer T1). Three
 # tries cover a PBX that lost one datagram, and 3.5 s in all keeps the command quick.
 OPTIONS_RETRANSMITS = (0.5, 1.0, 2.0)
 # How long the check of a port held by a running agent waits for its /healthz.
@@ -158,7 +159,7 @@ def check_sip_port(config: Config, agent_running: bool) -> Iterator[Finding]:
 
 
 def check_pbx(config: Config) -> Iterator[Finding]:
-    """Send one SIP OPTIONS to the configured PBX and report whether it answers."""
+    """Send one SIP OPTIONS to the configured PBX and report whether it responds."""
     sip = config.sip
     target = f"{sip.server}:{sip.port}/udp"
     try:
@@ -314,7 +315,7 @@ def _udp_port_free(host: str, port: int) -> bool:
 
 
 def _agent_answers(config: Config) -> bool:
-    """Return whether the process on the HTTP port answers /healthz as a Ringboard agent does."""
+    """Return whether the process on the HTTP port serves /healthz as a Ringboard agent does."""
     http = config.http
     host = http.host
     if host in ("0.0.0.0", "::"):

@@ -32,7 +32,9 @@ from agent.protocol import call_json, format_time
 from sip.dialoginfo import DialogInfo, DialogInfoError, RlmiList, parse_dialog_info, parse_rlmi
 from sip.message import Request, SipParseError, parse_message
 from sip.multipart import media_type
+from sip.pcap import is_capture_file
 from sip.profiles import PROFILES, PbxProfile
+from sip.raw.inspect import inspect_raw
 from sip.resourcelist import DIALOG_INFO_TYPE, LIST_CONTENT_TYPE, parse_list_notification
 from sip.trace import SectionKind, TraceError, TraceSection, read_trace_file
 from sip.tracker import CallTracker
@@ -74,7 +76,15 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="a trace (.txt) or a dialog-info document (.xml)")
+    parser.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE",
+        help="a trace (.txt), a dialog-info document (.xml), or a pcap/pcapng capture",
+    )
+    parser.add_argument(
+        "--raw", action="store_true",
+        help="read a trace's SIP messages with the raw-SIP engine (INVITE, CANCEL, BYE, REFER) "
+        "instead of its NOTIFY bodies; captures are always read this way",
+    )
     parser.add_argument(
         "--extension",
         help="the monitored extension of documents that name none, neither in their entity nor, "
@@ -130,6 +140,9 @@ def run_inspect(args: argparse.Namespace, config: Config | None, out: TextIO | N
     start = args.start or datetime.now(timezone.utc).replace(microsecond=0)
     status = 0
     for path in args.files:
+        if args.raw or (path.is_file() and is_capture_file(path)):
+            status = max(status, _inspect_raw(path, args, config, start, region.upper(), out))
+            continue
         try:
             sections = read_trace_file(path)
         except OSError as error:
@@ -144,6 +157,25 @@ def run_inspect(args: argparse.Namespace, config: Config | None, out: TextIO | N
         for line in _replay(observations, profile, start, args.interval, region.upper(), args.documents):
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
     return status
+
+
+def _inspect_raw(path: Path, args: argparse.Namespace, config: Config | None, start: datetime, region: str, out: TextIO) -> int:
+    """Print the raw-SIP engine's events of one trace or capture; return 1 if it was unreadable."""
+    extensions: list[str] | None = None
+    if args.extension:
+        extensions = [args.extension]
+    elif config is not None:
+        extensions = list(config.sip.extensions)
+    lines = inspect_raw(
+        [path],
+        extensions,
+        start=start,
+        interval=args.interval,
+        serialise_call=lambda call: call_json(call, region),
+    )
+    for line in lines:
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return 1 if any(line.get("type") == "rejected" and line.get("reason") == "unreadable" for line in lines) else 0
 
 
 # Reading sections -----------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Two counters apply to every wrong PIN: one for the client address, kept in memory, and
 one for the user the PIN's first digits name, stored with the user. The address limit
 stops one machine quickly. The user limit stops guessing spread over many addresses.
-Attempts made while locked are refused without checking the PIN and are not counted.
+Attempts made while locked are rejected without checking the PIN and are not counted.
 A successful pairing is never counted, and it resets the user's counter but not the
 address's, so knowing one's own PIN does not buy more guesses at another's.
 """
@@ -36,7 +36,7 @@ ADDRESS_POLICY = LockoutPolicy(free_failures=5, first_lockout=30.0, max_lockout=
 
 # Per user: 5 free; then 1 min doubling up to 1 day, so about 16 guesses in the first day
 # and 1 a day after that, however many addresses the guesses come from. Only pairing is
-# locked; the user's paired browsers keep working, and `users reset-pin` lifts it.
+# locked, so the user's paired browsers keep working. `users reset-pin` lifts the lock.
 USER_POLICY = LockoutPolicy(free_failures=5, first_lockout=60.0, max_lockout=86400.0)
 
 # An address whose last failure is this old starts again from zero.

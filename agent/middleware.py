@@ -52,7 +52,7 @@ MAX_API_BODY = 64 * 1024
 
 
 class ApiError(Exception):
-    """An API request that is answered with a protocol error code."""
+    """A rejected API request, with its HTTP status and protocol error code."""
 
     def __init__(self, status: int, code: str, **params: Any) -> None:
         super().__init__(code)
@@ -165,7 +165,7 @@ class ApiGuard:
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], client: str
     ) -> None:
         if not _same_origin(scope, headers):
-            # Refused before the handshake completes: the browser sees a failed connection.
+            # Rejected before the handshake completes: the browser sees a failed connection.
             log.warning("WebSocket from %s rejected: Origin %s does not match this agent", client, headers.get("origin"))
             await receive()
             await send({"type": "websocket.close", "code": 1008, "reason": ""})

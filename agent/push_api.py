@@ -2,7 +2,7 @@
 
 `push_routes(push, identify)` returns the routes to add to the application. `identify`
 returns the paired user and device of a request, or None when the request has no valid
-device token; it may be a plain or an async function. Errors are protocol `error`
+device token. It may be a plain or an async function. Errors are protocol `error`
 objects (a code with parameters) that the page translates.
 """
 

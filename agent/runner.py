@@ -1,7 +1,7 @@
 """Start and stop the whole agent (call service and web server) inside one event loop.
 
-SIGHUP reloads the TLS certificate from `[http] certificate` and `key` (new connections
-use it; open ones keep theirs) and checks open pages for revoked devices at once.
+SIGHUP reloads the TLS certificate from `[http] certificate` and `key`: new connections
+use the new one, open ones keep theirs. It also checks open pages for revoked devices.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 # How long `start` waits for the web server to bind before giving up.
 STARTUP_TIMEOUT = 10.0
 
-# The page sends nothing but the WebSocket's own control frames; a larger message from
-# a client is refused instead of buffered (uvicorn's default is 16 MiB).
+# The page sends nothing but the WebSocket's own control frames, so a larger message from
+# a client is rejected instead of buffered. uvicorn's default is 16 MiB.
 WS_MAX_MESSAGE = 64 * 1024
 
 
@@ -74,8 +74,10 @@ class AgentRunner:
         http = self.config.http
         if http.certificate is not None and http.key is not None:
             self.ssl_context = server_context(http.certificate, http.key)
+
         await self.service.start()
         await self.auth.start()
+
         app = create_app(self.service, self.bus, self.config.agent.data_dir, self.auth, tls=http.tls)
         context = self.ssl_context
         self.server = uvicorn.Server(
@@ -96,6 +98,7 @@ class AgentRunner:
             )
         )
         self._serving = asyncio.create_task(self.server.serve(), name="http-server")
+
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STARTUP_TIMEOUT
         while not self.server.started:
@@ -135,7 +138,9 @@ class AgentRunner:
     async def wait(self) -> None:
         """Wait until the web server stops (on SIGINT or SIGTERM)."""
         if self._serving is not None:
-            await self._serving
+            # uvicorn raises the caught SIGINT again once it stopped, and asyncio then
+            # cancels the caller; the shield keeps that from cancelling the server too.
+            await asyncio.shield(self._serving)
 
     async def stop(self) -> None:
         """Stop serving, unsubscribe and close the databases."""

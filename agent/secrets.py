@@ -9,7 +9,7 @@ The convention, for a secret setting named `password` in a table:
 At most one of the three may be set. A relative `_file` path starting with
 `$CREDENTIALS_DIRECTORY/` reads a systemd credential (`LoadCredential=` in the unit).
 `read_secret` returns a `Secret`, whose `repr` and `str` never show the value, so a
-secret cannot reach a log line by accident; `reveal()` returns it where it is used.
+secret cannot reach a log line by accident. `reveal()` returns it where it is used.
 """
 
 from __future__ import annotations

@@ -17,13 +17,17 @@ from typing import Any
 from agent.bus import EventBus
 from agent.config import Config
 from agent.history import History, HistoryError
-from agent.lookup.factory import create_lookup
+from agent.lookup.factory import create_actions, create_lookup
 from agent.lookup.protocol import cards_message
 from agent.metrics import Registry
 from agent.protocol import call_json, call_message, format_time
 from sip.dialoginfo import DialogInfoError, parse_dialog_info
 from sip.model import Call, CallEvent, EventKind
+from sip.merge import CallMerger
 from sip.profiles import PROFILES
+from sip.raw.engine import RawCallEngine
+from sip.sources.capture import LiveCapture
+from sip.sources.hep import HepReceiver
 from sip.sources.subscribe import DialogSubscriptionSource, SubscribeSettings
 from sip.subscription import DIALOG_INFO_TYPE, DocumentReceived, StateChanged
 from sip.tracker import CallTracker
@@ -81,12 +85,16 @@ class CallService:
             on_state=self.on_state,
         )
         started = datetime.now(timezone.utc)
+        sources = config.raw.sources
         self._health: dict[str, dict[str, Any]] = {
             extension: {"extension": extension, "state": "pending", "since": format_time(started), "reason": None}
             for extension in self.extensions
+            if "subscribe" in sources
         }
         self.lookup = create_lookup(config.lookup_settings(), config.agent.data_dir)
+        self._init_raw_sources(config)
         self._lookups: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._looked_up: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self.rejected_documents = 0
@@ -105,13 +113,50 @@ class CallService:
             lambda: {(): float(self.source.dropped)},
         )
 
+    def _init_raw_sources(self, config: Config) -> None:
+        """Create the raw-SIP engine, its HEP and capture sources, and the merger of sources."""
+        raw = config.raw
+        uses_raw = "hep" in raw.sources or "capture" in raw.sources
+        self.engine = RawCallEngine(self.extensions, dids=raw.dids or None, link_header=raw.link_header) if uses_raw else None
+        # With raw SIP and dialog-info together, one call is seen twice: the merger keys
+        # both by Call-ID, lets raw SIP own identity, direction and outcome, and emits one call.
+        self.merger = CallMerger() if uses_raw and "subscribe" in raw.sources else None
+        self.hep = None
+        if "hep" in raw.sources:
+            self.hep = HepReceiver(
+                self._on_hep,
+                host=raw.hep_host,
+                port=raw.hep_port,
+                auth_key=raw.hep_auth_key.encode() if raw.hep_auth_key else None,
+                udp="udp" in raw.hep_transports,
+                tcp="tcp" in raw.hep_transports,
+            )
+        self.capture = LiveCapture(raw.capture_interface, raw.capture_ports, self._on_captured) if "capture" in raw.sources and raw.capture_interface else None
+        self.actions = create_actions(self.lookup, config.agent.data_dir)
+
+    def _on_hep(self, message: Any, packet: Any) -> None:
+        self._observe_raw(message, packet.source, packet.destination, packet.timestamp)
+
+    def _on_captured(self, item: Any) -> None:
+        self._observe_raw(item.message, item.source, item.destination, item.timestamp)
+
+    def _observe_raw(self, message: Any, source: Any, destination: Any, timestamp: datetime) -> None:
+        assert self.engine is not None
+        events = self.engine.observe(message, source, destination, timestamp)
+        self.publish(self.merger.raw(events) if self.merger else events)
+
     # Lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         """Close calls left open by an earlier run, then start subscribing."""
         self._close_stale_calls()
         await self.lookup.start()
-        await self.source.start()
+        if "subscribe" in self.config.raw.sources:
+            await self.source.start()
+        if self.hep is not None:
+            await self.hep.start()
+        if self.capture is not None:
+            await self.capture.start()
         self._tasks = [
             asyncio.create_task(self._every(EXPIRY_INTERVAL, self._expire), name="expire-phantoms"),
             asyncio.create_task(self._every(PURGE_INTERVAL, self._purge), name="purge-history"),
@@ -123,11 +168,18 @@ class CallService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        for lookup in list(self._lookups.values()):
-            lookup.cancel()
-        await asyncio.gather(*self._lookups.values(), return_exceptions=True)
-        await self.source.stop()
+        pending = [*self._lookups.values(), *self._background]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if "subscribe" in self.config.raw.sources:
+            await self.source.stop()
+        if self.hep is not None:
+            await self.hep.stop()
+        if self.capture is not None:
+            await self.capture.stop()
         await self.lookup.stop()
+        self.actions.close()
 
     # Source callbacks -------------------------------------------------------------------
 
@@ -149,7 +201,8 @@ class CallService:
             return
 
         self._documents.inc(result="applied")
-        self.publish(self.tracker.apply(extension, document, datetime.now(timezone.utc)))
+        events = self.tracker.apply(extension, document, datetime.now(timezone.utc))
+        self.publish(self.merger.dialog_info(events) if self.merger else events)
 
     def on_state(self, change: StateChanged) -> None:
         """Record a subscription state change and tell the pages."""
@@ -200,8 +253,31 @@ class CallService:
             self.bus.publish(call_message(seq, event, payload), call.extension)
             if event.kind != EventKind.ENDED:
                 self._start_lookup(call)
+            else:
+                self._spawn(self._auto_log(call, payload), f"auto-log-{call.id}")
 
-    # Caller lookup ----------------------------------------------------------------------
+    # Caller lookup and CRM logging -------------------------------------------------------
+
+    def _spawn(self, job: Any, name: str) -> None:
+        """Run a background job, keeping a strong reference until it finishes."""
+        task = asyncio.get_running_loop().create_task(job, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _auto_log(self, call: Call, payload: dict[str, Any]) -> None:
+        """Log an ended call in the CRMs configured to do so, once its lookup has finished."""
+        lookup = self._lookups.get(call.id)
+        if lookup is not None:
+            await asyncio.wait({lookup})
+        cards = self.history.cards_for([call.id])
+        try:
+            results = await self.actions.auto_log(payload, cards[0] if cards else None)
+        except Exception:  # A CRM failure must never take the call pipeline down.
+            log.exception("call %s on extension %s: automatic CRM logging failed", call.id, call.extension)
+            return
+        for result in results:
+            if not result.ok:
+                log.warning("call %s on extension %s: automatic CRM logging failed: %s", call.id, call.extension, result.code)
 
     def _start_lookup(self, call: Call) -> None:
         """Look the other party up once per call, in the background; cards follow the call row."""
@@ -288,7 +364,16 @@ class CallService:
                 log.exception("housekeeping job %s failed", job.__name__)
 
     def _expire(self) -> None:
-        self.publish(self.tracker.expire(datetime.now(timezone.utc)))
+        now = datetime.now(timezone.utc)
+        events = self.tracker.expire(now)
+        if self.merger is not None:
+            events = self.merger.dialog_info(events)
+        if self.engine is not None:
+            raw_events = self.engine.expire(now)
+            events += self.merger.raw(raw_events) if self.merger else raw_events
+        if self.merger is not None:
+            self.merger.expire(now)
+        self.publish(events)
 
     def _purge(self) -> None:
         started = time.monotonic()

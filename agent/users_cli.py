@@ -18,10 +18,10 @@ from agent.config import Config
 from agent.tls import (
     TlsError,
     TlsFiles,
-    ca_permits,
     create_ca,
     default_names,
     issue_server_certificate,
+    names_outside_ca,
     split_names,
     trust_instructions,
 )
@@ -137,7 +137,12 @@ def users_list(args: argparse.Namespace, config: Config | None) -> int:
     rows = [("NAME", "ROLE", "EXTENSIONS", "PIN STARTS", "DEVICES", "PAIRING")]
     for user in users:
         locked = lock_remaining(user.locked_until)
-        pairing = f"locked {locked:.0f} s" if locked else (f"{user.failed_pairings} failed" if user.failed_pairings else "open")
+        if locked:
+            pairing = f"locked {locked:.0f} s"
+        elif user.failed_pairings:
+            pairing = f"{user.failed_pairings} failed"
+        else:
+            pairing = "open"
         count = sum(1 for device in devices if device.user_name == user.name)
         extensions = "all" if user.sees_all else ", ".join(user.extensions)
         rows.append((user.name, user.role, extensions, f"{user.number:03d}", str(count), pairing))
@@ -234,10 +239,10 @@ def tls_init(args: argparse.Namespace, config: Config | None) -> int:
         split_names(names)
         new_ca = args.new_ca or not files.ca_cert.is_file()
         if not new_ca:
-            refused = ca_permits(files, names)
-            if refused:
+            outside = names_outside_ca(files, names)
+            if outside:
                 return _fail(
-                    f"the local CA in {files.directory} was made for other names and may not sign {', '.join(refused)};"
+                    f"the local CA in {files.directory} was made for other names and may not sign {', '.join(outside)};"
                     " run `ringboard tls init --new-ca` with every --name, then trust the new CA in every browser"
                 )
         if new_ca:

@@ -58,15 +58,23 @@ async def run_benchmark(name: str, args: argparse.Namespace) -> list[Figure]:
 
 
 def print_table(figures: list[Figure]) -> None:
-    """Print the figures as a Markdown table."""
-    print("| benchmark | figure | value | target | set-up |")
-    print("|---|---|---|---|---|")
+    """Print the figures as Markdown: one table per benchmark and set-up."""
+    groups: dict[tuple[str, str], list[Figure]] = {}
     for figure in figures:
-        value = f"{figure.value:g} {figure.unit}" if isinstance(figure.value, (int, float)) else f"{figure.value}"
-        target = figure.target
-        if figure.met is not None:
-            target += " (met)" if figure.met else " (missed)"
-        print(f"| {figure.benchmark} | {figure.name} | {value} | {target} | {figure.setup} |")
+        groups.setdefault((figure.benchmark, figure.setup), []).append(figure)
+    for (benchmark, setup), rows in groups.items():
+        print(f"\n{benchmark}: {setup}\n")
+        print("| figure | value | target |")
+        print("|---|---|---|")
+        for figure in rows:
+            if isinstance(figure.value, (int, float)):
+                value = f"{figure.value:g} {figure.unit}".strip()
+            else:
+                value = str(figure.value)
+            target = figure.target
+            if figure.met is not None:
+                target += " (met)" if figure.met else " (missed)"
+            print(f"| {figure.name} | {value} | {target} |")
 
 
 async def run_all(names: list[str], args: argparse.Namespace) -> tuple[list[Figure], dict[str, float]]:

@@ -37,13 +37,13 @@ MAX_CHALLENGE_LENGTH = 4096
 WWW_AUTHENTICATE = "WWW-Authenticate"
 PROXY_AUTHENTICATE = "Proxy-Authenticate"
 
-# RFC 3261 §22.2 and §22.3: a 401 carries WWW-Authenticate and is answered with
-# Authorization; a 407 carries Proxy-Authenticate and is answered with Proxy-Authorization.
+# RFC 3261 §22.2 and §22.3: the retry after a 401 (WWW-Authenticate) carries
+# Authorization, and the retry after a 407 (Proxy-Authenticate) Proxy-Authorization.
 ANSWER_HEADER = {WWW_AUTHENTICATE: "Authorization", PROXY_AUTHENTICATE: "Proxy-Authorization"}
 
 
 class DigestError(ValueError):
-    """A challenge that cannot be read or answered, with the reason in the text."""
+    """A challenge that cannot be read or computed, with the reason in the text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ class Challenge:
 
     @property
     def supported(self) -> bool:
-        """Whether this module can answer the challenge."""
+        """Whether this module supports the challenge's algorithm and qop."""
         base = self.algorithm.upper().removesuffix(SESSION_SUFFIX)
         qop_ok = not self.qop or "auth" in self.qop or "auth-int" in self.qop
         return base in HASHES and qop_ok
@@ -210,9 +210,9 @@ class _Nonce:
 class DigestClient:
     """Answer challenges with one set of credentials and reuse them for later requests.
 
-    `learn` stores the challenge of a 401 or 407 response, and `headers_for` then returns
-    `Authorization` or `Proxy-Authorization` for every realm learned, counting each use
-    of the nonce (RFC 7616 §3.4: a server may accept a nonce again with a higher `nc`).
+    `learn` stores the challenge of a 401 or 407 response. `headers_for` then returns
+    `Authorization` or `Proxy-Authorization` for every realm learned and counts each use
+    of the nonce, because a server may accept a nonce again with a higher `nc` (RFC 7616 §3.4).
     """
 
     def __init__(self, credentials: Credentials, *, cnonce_factory: Callable[[], str] | None = None) -> None:

@@ -1,27 +1,15 @@
-"""Locate the PBX by RFC 3263: NAPTR, then SRV, then A/AAAA, into an ordered target list.
+"""RFC 3263 server location rules, without I/O: targets, SRV weighting, NAPTR selection.
 
-`order_srv` and `naptr_services` are the sans-I/O rules (RFC 2782 weighting, RFC 3263
-§4.1 service selection). `ServerLocator` runs the queries with dnspython. Given
-`nameservers`, every query, address lookups included, goes to those servers only;
-without them, NAPTR and SRV use the system's resolver configuration and host names are
-resolved by the operating system (so /etc/hosts applies).
+`order_srv` applies RFC 2782 priorities and weights, and `naptr_services` the service
+selection of RFC 3263 §4.1. The queries themselves run in `sip.sources.locator`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import logging
 import random
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
-
-log = logging.getLogger("ringboard.sip.dns")
 
 TRANSPORTS = ("udp", "tcp", "tls")
 
@@ -34,18 +22,6 @@ SRV_PREFIXES = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}
 
 # Without NAPTR records every transport's SRV name is tried; the secure ones first.
 SRV_TRANSPORT_ORDER = ("tls", "tcp", "udp")
-
-# One DNS query may take this long, retries included. A PBX's zone is normally served
-# from the office network, where an answer takes milliseconds.
-QUERY_LIFETIME_SECONDS = 3.0
-
-# A zone lists a handful of SIP servers; a longer list is cut to bound the failover.
-MAX_TARGETS = 16
-
-
-class ServerNotFound(LookupError):
-    """No address could be found for the PBX, with the names tried in the text."""
-
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -67,7 +43,7 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class SrvRecord:
-    """One SRV answer (RFC 2782)."""
+    """One SRV record (RFC 2782)."""
 
     priority: int
     weight: int
@@ -77,7 +53,7 @@ class SrvRecord:
 
 @dataclass(frozen=True, slots=True)
 class NaptrRecord:
-    """One NAPTR answer (RFC 3403), reduced to what RFC 3263 reads."""
+    """One NAPTR record (RFC 3403), reduced to the fields RFC 3263 uses."""
 
     order: int
     preference: int
@@ -98,9 +74,9 @@ def is_ip_address(host: str) -> bool:
 def order_srv(records: Iterable[SrvRecord], rng: random.Random) -> list[SrvRecord]:
     """Order SRV records by priority, and within one priority by weighted random choice.
 
-    RFC 2782: lower priority first; among equal priorities a record is picked with a
-    chance proportional to its weight, zero-weight records first in the running sum.
-    A target of "." means the service is not offered there and is dropped.
+    RFC 2782: a lower priority comes first. Among equal priorities a record is picked
+    with a chance proportional to its weight, zero-weight records first in the running
+    sum. A target of "." means the service is not offered there, so it is dropped.
     """
     usable = [record for record in records if record.target not in ("", ".")]
     ordered: list[SrvRecord] = []
@@ -133,122 +109,3 @@ def naptr_services(records: Iterable[NaptrRecord], transports: Sequence[str]) ->
     ]
     usable.sort(key=lambda record: (record.order, record.preference))
     return [(NAPTR_SERVICES[record.service.upper()], record.replacement) for record in usable]
-
-
-class ServerLocator:
-    """Resolve the PBX's name into targets to try in order (RFC 3263 §4)."""
-
-    def __init__(
-        self,
-        nameservers: Sequence[tuple[str, int]] | None = None,
-        *,
-        rng: random.Random | None = None,
-        lifetime: float = QUERY_LIFETIME_SECONDS,
-    ) -> None:
-        self._rng = rng or random.Random()
-        self._custom = bool(nameservers)
-        self._resolver = self._make_resolver(nameservers, lifetime)
-
-    @staticmethod
-    def _make_resolver(nameservers: Sequence[tuple[str, int]] | None, lifetime: float) -> dns.asyncresolver.Resolver | None:
-        if nameservers:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [host for host, _ in nameservers]
-            # dnspython has one port for all servers; the configuration check allows one.
-            resolver.port = nameservers[0][1]
-        else:
-            try:
-                resolver = dns.asyncresolver.Resolver()
-            except dns.resolver.NoResolverConfiguration:
-                log.warning("no DNS resolver configuration found: SRV and NAPTR lookups are skipped")
-                return None
-        resolver.lifetime = lifetime
-        return resolver
-
-    async def locate(self, host: str, *, port: int | None = None, transport: str | None = None) -> list[Target]:
-        """Return the targets for `host`, best first; raise ServerNotFound when none exists.
-
-        `transport` None means "any": NAPTR records choose, else SRV of every transport.
-        An IP address or an explicit port skips NAPTR and SRV (RFC 3263 §4.1, §4.2).
-        """
-        if transport is not None and transport not in TRANSPORTS:
-            raise ValueError(f"invalid transport {transport!r}: expected one of {', '.join(TRANSPORTS)}")
-        name = host.strip("[]")
-
-        if is_ip_address(name):
-            chosen = transport or "udp"
-            return [Target(chosen, name, port or DEFAULT_PORTS[chosen], name)]
-
-        if port:
-            chosen = transport or "udp"
-            return self._targets(chosen, await self._addresses(name), port, name)
-
-        services = await self._services(name, transport)
-        targets: list[Target] = []
-        for service_transport, srv_name in services:
-            for record in order_srv(await self._srv(srv_name), self._rng):
-                addresses = await self._addresses(record.target.rstrip("."))
-                targets += self._targets(service_transport, addresses, record.port, name)
-        if not targets:
-            # RFC 3263 §4.2: without SRV records, the name's own address and the default port.
-            chosen = transport or "udp"
-            targets = self._targets(chosen, await self._addresses(name), DEFAULT_PORTS[chosen], name)
-        if not targets:
-            raise ServerNotFound(f"no NAPTR, SRV or address record found for {name!r}")
-        return targets[:MAX_TARGETS]
-
-    async def _services(self, name: str, transport: str | None) -> list[tuple[str, str]]:
-        if transport is not None:
-            return [(transport, f"{SRV_PREFIXES[transport]}.{name}")]
-        records = [
-            NaptrRecord(rr.order, rr.preference, _text(rr.flags), _text(rr.service), rr.replacement.to_text())
-            for rr in await self._query(name, "NAPTR")
-        ]
-        services = naptr_services(records, TRANSPORTS)
-        if services:
-            return [(chosen, srv_name.rstrip(".")) for chosen, srv_name in services]
-        return [(chosen, f"{SRV_PREFIXES[chosen]}.{name}") for chosen in SRV_TRANSPORT_ORDER]
-
-    async def _srv(self, name: str) -> list[SrvRecord]:
-        return [
-            SrvRecord(rr.priority, rr.weight, rr.port, rr.target.to_text())
-            for rr in await self._query(name, "SRV")
-        ]
-
-    async def _addresses(self, name: str) -> list[str]:
-        if is_ip_address(name):
-            return [name]
-        if self._custom:
-            answers = [rr.address for rr in await self._query(name, "A")]
-            return answers + [rr.address for rr in await self._query(name, "AAAA")]
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_DGRAM)
-        except socket.gaierror as error:
-            log.debug("address lookup of %s failed: %s", name, error)
-            return []
-        addresses: list[str] = []
-        for info in infos:
-            address = str(info[4][0])
-            if address not in addresses:
-                addresses.append(address)
-        return addresses
-
-    async def _query(self, name: str, rdtype: str) -> list:
-        if self._resolver is None:
-            return []
-        try:
-            answer = await self._resolver.resolve(name, rdtype, search=False)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return []
-        except dns.exception.DNSException as error:
-            log.warning("DNS %s query for %s failed: %s", rdtype, name, error)
-            return []
-        return list(answer)
-
-    @staticmethod
-    def _targets(transport: str, addresses: list[str], port: int, name: str) -> list[Target]:
-        return [Target(transport, address, port, name) for address in addresses]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("ascii", "replace") if isinstance(value, bytes) else value

@@ -1,7 +1,7 @@
 """Split an RFC 4662 list notification into one dialog-info body per resource, without I/O.
 
 A list NOTIFY carries `multipart/related` (RFC 2387): the root part is the RLMI `<list>`
-(RFC 4662 §5), and each resource `<instance>` names by `cid` the part that holds the
+(RFC 4662 §5), and each resource `<instance>` names by `cid` the part that contains the
 resource's own document. The subscriber hands each part to the same path as a NOTIFY of
 a single subscription, so the parts stay bytes here.
 """

@@ -103,7 +103,7 @@ def decode_hep(data: bytes, auth_key: bytes | None = None) -> HepPacket:
         raise HepError(f"invalid magic {data[:4]!r}: expected {MAGIC!r}")
     (length,) = struct.unpack_from(">H", data, 4)
     if length != len(data):
-        raise HepError(f"length field says {length} bytes but the packet has {len(data)}")
+        raise HepError(f"invalid length field {length}: the packet has {len(data)} bytes")
 
     chunks = _read_chunks(data)
     if auth_key is not None and not hmac.compare_digest(chunks.get(AUTH_KEY, b""), auth_key):

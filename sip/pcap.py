@@ -2,8 +2,9 @@
 
 `CaptureReader` takes the file's bytes in chunks of any size and returns the frames they
 complete, so a file is read in bounded memory. Both formats are read in either byte
-order; pcap with microsecond or nanosecond times, pcapng with each interface's link
-type and time resolution (draft-ietf-opsawg-pcapng, `if_tsresol` and `if_tsoffset`).
+order. pcap files may have microsecond or nanosecond times, and pcapng files give each
+interface its link type and time resolution (draft-ietf-opsawg-pcapng, `if_tsresol`
+and `if_tsoffset`).
 A file that ends in the middle of a record, as a capture cut short does, keeps the
 frames before it and sets `truncated`.
 """

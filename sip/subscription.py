@@ -49,8 +49,8 @@ RETRY_FIRST = 2.0
 RETRY_CAP = 60.0
 RETRY_JITTER = 0.25
 
-# A server that answers `stale=true` again and again is broken; give up after this
-# many fresh nonces for one request and retry after the back-off.
+# A server that keeps sending `stale=true` is broken. After this many fresh nonces for
+# one request the agent gives up and retries after the back-off.
 MAX_STALE_ROUNDS = 3
 
 # innovaphone sends dialog NOTIFYs outside any subscription. Each Call-ID seen is
@@ -63,13 +63,13 @@ DIALOG_INFO_TYPE = "application/dialog-info+xml"
 # The key of the one list subscription among the per-extension ones.
 LIST_KEY = "*list*"
 
-# Final responses to a list SUBSCRIBE that say the PBX offers no such list: the agent
-# then subscribes to each extension instead.
+# Final responses to a list SUBSCRIBE which show that the PBX offers no such list, so
+# the agent subscribes to each extension instead.
 LIST_UNAVAILABLE_STATUSES = frozenset({400, 403, 404, 406, 415, 420, 480, 484, 488, 489, 501})
 
 
 class SubscriptionState(StrEnum):
-    """What /healthz reports for one extension."""
+    """The state of one extension's subscription, as /healthz reports it."""
 
     PENDING = "pending"
     ACTIVE = "active"
@@ -77,7 +77,7 @@ class SubscriptionState(StrEnum):
 
 
 class FailureReason(StrEnum):
-    """Why a subscription is failing, as /healthz and the page name it."""
+    """The cause of a failing subscription, as /healthz and the page name it."""
 
     TIMEOUT = "timeout"
     REJECTED = "rejected"
@@ -91,7 +91,7 @@ class FailureReason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SubscriberConfig:
-    """Who the agent is towards the PBX and what it asks for."""
+    """The agent's identity towards the PBX and the subscriptions it requests."""
 
     domain: str
     user: str = "ringboard"
@@ -204,7 +204,7 @@ class _Outgoing:
     from_tag: str
     cseq: int = 0
     transaction: ClientTransaction | None = None
-    # Challenges answered for the current request; a second challenge that is not
+    # Challenges the current request was resent for. A second challenge that is not
     # `stale` means the credentials are wrong (RFC 7616 §3.3).
     auth_rounds: int = 0
     stale_rounds: int = 0
@@ -360,7 +360,7 @@ class DialogSubscriber:
     def receive(self, data: bytes, address: tuple[str, int] | None, now: float) -> list[Effect]:
         """Handle one datagram (or one framed stream message) from the network."""
         if is_keepalive(data):
-            return []  # RFC 5626 §4.4.1 keep-alive: nothing to answer over UDP.
+            return []  # RFC 5626 §4.4.1 keep-alive: over UDP no response is sent.
         try:
             message = parse_message(data)
         except SipParseError as error:
@@ -480,8 +480,8 @@ class DialogSubscriber:
         outgoing.cseq += 1
         outgoing.closing = closing
         branch = "z9hG4bK" + secrets.token_hex(10)
-        # RFC 3581 `rport` asks for responses to the source port; RFC 5923 `alias` asks
-        # the server to send its requests back on this TCP or TLS connection.
+        # RFC 3581 `rport` requests responses to the source port. RFC 5923 `alias`
+        # requests the server's own requests back on this TCP or TLS connection.
         via = f"SIP/2.0/{flow.transport} {_host_port(flow.local_host, flow.local_port)};rport;branch={branch}"
         if flow.reliable:
             via += ";alias"
@@ -670,7 +670,7 @@ class DialogSubscriber:
 
         RFC 3261 §22.2: the request is sent again with credentials and CSeq + 1. A
         second challenge for one request means the credentials are wrong, unless the
-        server says the nonce was only `stale`.
+        server marks the nonce as only `stale`.
         """
         if self._digest is None:
             return FailureReason.AUTH_REQUIRED

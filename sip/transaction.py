@@ -2,9 +2,9 @@
 
 The agent sends SUBSCRIBE and REGISTER and receives NOTIFY, all non-INVITE requests.
 `ClientTransaction` decides when a request is sent again (timer E) and when it has
-timed out (timer F); `ServerTransactions` remembers the response to each received
-request (by branch and method) so that a retransmission is answered with the same
-response and not processed twice (timer J).
+timed out (timer F). `ServerTransactions` remembers the response to each received
+request (by branch and method), so that a retransmission gets the same response and is
+not processed twice (timer J).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ T4 = 5.0
 # RFC 3261 §17.1.2.2 and §17.2.2: timer F (client) and timer J (server) last 64*T1.
 TIMER_F_FACTOR = 64
 
-# At most this many answered requests are remembered. A busy PBX sends a few NOTIFYs a
-# second, about a hundred within timer J, so the cap only bounds a flood of branches.
+# At most this many responses are remembered. A busy PBX sends a few NOTIFYs a second,
+# about a hundred within timer J, so the cap only bounds a flood of branches.
 MAX_SERVER_TRANSACTIONS = 4096
 
 
@@ -40,9 +40,9 @@ class ClientTransaction:
     """One outgoing non-INVITE request and its retransmission timers.
 
     Over UDP the request is sent again at T1, 2*T1, … up to T2 (timer E) until a
-    response arrives; a provisional response moves the interval to T2. Over TCP and TLS
-    nothing is retransmitted (RFC 3261 §17.1.2.2). Without a final response by timer F
-    the transaction has timed out.
+    response arrives, and a provisional response moves the interval to T2. Over TCP and
+    TLS nothing is retransmitted (RFC 3261 §17.1.2.2). Without a final response by timer
+    F the transaction has timed out.
     """
 
     branch: str

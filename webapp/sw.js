@@ -225,8 +225,8 @@ function planNotification(payload, existing, pageShowsCall, language) {
   if (action !== "ring" && action !== "update") {
     return { op: "none", reason: `unknown action ${action}` };
   }
-  // A ring alerts; an update alerts only when it is the first the browser gets of the call
-  // (the push service replaced an undelivered ring with it, as its Topic allows).
+  // A ring alerts. An update alerts only when it is the first push the browser gets of the
+  // call, because the push service replaced an undelivered ring with it (same Topic).
   const alerts = action === "ring" || !existing;
   if (alerts && pageShowsCall && payload.alert !== "both") {
     return { op: "none", reason: "a visible page shows the call" };
@@ -238,7 +238,7 @@ function planNotification(payload, existing, pageShowsCall, language) {
   };
 }
 
-/** Return whether the answers of the visible pages (true, false or null for no answer) mean the call is on screen. */
+/** Return whether the visible pages' replies (true, false, or null for none) mean the call is on screen. */
 function pagesShowCall(answers) {
   return answers.some((answer) => answer !== false);
 }
@@ -272,7 +272,8 @@ function askPage(client, callId, timeoutMs) {
     channel.port1.onmessage = (event) => {
       clearTimeout(timer);
       channel.port1.close();
-      resolve(event.data?.shown === true ? true : event.data?.shown === false ? false : null);
+      const shown = event.data?.shown;
+      resolve(typeof shown === "boolean" ? shown : null);
     };
     try {
       client.postMessage({ type: "has-call", call_id: callId }, [channel.port2]);
@@ -344,6 +345,10 @@ async function handlePush(data) {
   if (plan.op === "show") {
     await registration.showNotification(plan.title, plan.options);
   } else if (plan.op === "close") {
+    // NOTE: a push that leaves nothing on screen while no page is visible spends Chrome's
+    // per-site allowance; when it runs out Chrome shows "This site has been updated in
+    // the background". The allowance grows with use of the site, so a daily page rarely
+    // runs out.
     for (const notification of existing) {
       notification.close();
     }

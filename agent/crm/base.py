@@ -9,6 +9,7 @@ card's contact and the page's parameters. Subclasses implement `search` and one
 from __future__ import annotations
 
 import abc
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,13 +28,13 @@ CREATE_TICKET = "create_ticket"
 CREATE_CONTACT = "create_contact"
 OPEN = "open"
 
-# How the page runs an action: "run" posts it to the agent's actions endpoint, "open"
-# only opens the card's link.
+# Action kinds, for the page: "run" posts the action to the agent's actions endpoint,
+# "open" only opens the card's link.
 RUN = "run"
 OPEN_LINK = "open"
 
 # An action may take this long, with its rate-limit waits and retries: a click should
-# get an answer within seconds, but a busy CRM may ask for a short wait.
+# get a result within seconds, but a busy CRM may ask for a short wait.
 ACTION_BUDGET = 20.0
 
 
@@ -71,7 +72,7 @@ MAX_NOTE = 4000
 
 @dataclass(frozen=True, slots=True)
 class ActionOutcome:
-    """What an action did: the link to show, the record it created and the contact it used."""
+    """An action's result: the link to show, the record it created and the contact it used."""
 
     url: str | None
     record_id: str | None = None
@@ -102,7 +103,7 @@ class CrmConnector(Connector):
     @property
     @abc.abstractmethod
     def http(self) -> CrmHttp:
-        """The connector's HTTP client."""
+        """Return the connector's HTTP client."""
 
     @abc.abstractmethod
     async def search(self, number: CallerNumber) -> list[Card]:
@@ -160,11 +161,21 @@ class CrmConnector(Connector):
         return self.settings.language
 
 
+def written_forms(number: CallerNumber) -> list[str]:
+    """Return the caller's number as offices write it: E.164, national and international format.
+
+    Text searches (ilike, LIKE) find a stored number only in the form it was written,
+    so these are the forms worth a query each.
+    """
+    forms = [form for form in number.search_forms() if " " in form or form.startswith("+")]
+    return forms[:3]
+
+
 def time_left(deadline: float) -> float:
     """Return the seconds until `deadline` (a `time.monotonic()` value), never below zero."""
     return max(0.0, deadline - time.monotonic())
 
 
-def verify_path(ca_file: str | None) -> str | bool:
-    """Return httpx's `verify` for a connector: its CA file, or True for the system store."""
-    return ca_file if ca_file else True
+def verify_path(ca_file: str | None) -> ssl.SSLContext | bool:
+    """Return httpx's `verify` for a connector: a context trusting its CA file, or True for the system store."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True

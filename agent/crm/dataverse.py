@@ -112,6 +112,7 @@ class DataverseConnector(CrmConnector):
             self._warm_up.cancel()
             await asyncio.gather(self._warm_up, return_exceptions=True)
         await super().stop()
+        self.auth.close()
 
     async def _sign_in(self) -> str:
         try:

@@ -2,17 +2,19 @@
 
 msal is synchronous (it uses requests), so token requests run in a worker thread. Its
 token cache is stored in the data folder (mode 0600), so a restarted agent reuses a
-valid token instead of signing in again. Instance discovery is off: msal then reads the
-authority's OpenID configuration at `{authority_url}/{tenant}/v2.0/.well-known/
-openid-configuration` and asks no other host, which also lets tests point
-`authority_url` at a local server.
+valid token instead of signing in again. Instance discovery is off, so msal reads the
+authority's OpenID configuration at
+`{authority_url}/{tenant}/v2.0/.well-known/openid-configuration` and contacts no other
+host. Tests therefore point `authority_url` at a local server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ class EntraAuth:
             except ValueError:
                 log.warning("connector %s: token cache %s cannot be read; signing in again", vendor.name, cache_path)
         self._app: msal.ConfidentialClientApplication | None = None
+        self._session: requests.Session | None = None
         self._token: tuple[str, float] | None = None
         self._lock = asyncio.Lock()
 
@@ -74,11 +77,17 @@ class EntraAuth:
             self._save()
             return token
 
-    async def invalidate(self) -> bool:
-        """Drop the rejected token (memory and cache), so the next request signs in again."""
+    async def invalidate(self, rejected: Mapping[str, str]) -> bool:
+        """Drop the rejected token (memory and cache), so the next request signs in again.
+
+        Requests sent at once may all be rejected; only the first drops the token, and
+        the others use the one it gets.
+        """
         async with self._lock:
+            if self._token is not None and rejected.get("Authorization") != f"Bearer {self._token[0]}":
+                return True
             self._token = None
-            for item in self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+            for item in list(self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 self._cache.remove_at(item)
             self._save()
         return True
@@ -95,8 +104,7 @@ class EntraAuth:
                     authority=f"{self.settings.authority_url}/{self.settings.tenant}",
                     token_cache=self._cache,
                     instance_discovery=False,
-                    verify=self.settings.ca_file or True,
-                    timeout=SIGN_IN_TIMEOUT,
+                    http_client=self._new_session(),
                 )
             return self._app.acquire_token_for_client(scopes=[self.scope])
         except requests.Timeout as error:
@@ -107,6 +115,15 @@ class EntraAuth:
         except ValueError as error:
             # msal raises ValueError when the OpenID configuration cannot be read.
             raise self._error(errors.INVALID_RESPONSE, f"sign-in: {error}") from error
+
+    def close(self) -> None:
+        """Close msal's HTTP connections."""
+        if self._session is not None:
+            self._session.close()
+
+    def _new_session(self) -> requests.Session:
+        self._session = _session(self.settings.ca_file)
+        return self._session
 
     def _save(self) -> None:
         if self._cache.has_state_changed:
@@ -123,3 +140,16 @@ class EntraAuth:
 
     def _error(self, code: str, detail: str, **params: Any) -> ConnectorError:
         return errors.crm_error(code, detail, label=self.vendor.label, crm=self.vendor.crm, **params)
+
+
+def _session(ca_file: str | None) -> requests.Session:
+    """Return msal's HTTP session, with the timeout and the CA file on every request.
+
+    requests replaces a session-wide `verify` with REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
+    when either is set, so the CA file is passed per request, where it takes precedence.
+    """
+    session = requests.Session()
+    session.request = functools.partial(  # type: ignore[method-assign]
+        session.request, timeout=SIGN_IN_TIMEOUT, verify=ca_file or True
+    )
+    return session

@@ -35,8 +35,9 @@ MAX_MESSAGE = 300
 
 
 def crm_error(code: str, detail: str, *, label: str, crm: str, **params: Any) -> ConnectorError:
-    """Build a ConnectorError with the parameters every CRM code has."""
-    return ConnectorError(code, detail, label=label, crm=crm, **params)
+    """Build a ConnectorError with the parameters every CRM code has; parameters that are None are left out."""
+    present = {key: value for key, value in params.items() if value is not None}
+    return ConnectorError(code, detail, label=label, crm=crm, **present)
 
 
 def short_message(text: object) -> str | None:

@@ -1,11 +1,11 @@
 """Microsoft 365: a mailbox's Outlook contacts copied by delta query and searched locally.
 
 Graph cannot filter contacts by phone number, so the connector keeps a copy
-(https://learn.microsoft.com/en-us/graph/api/contact-delta): the first round lists
-every contact page by page (`@odata.nextLink`) and ends with an `@odata.deltaLink`,
-which the next sync requests to receive only changes; removed contacts arrive with
-`@removed`. An expired delta link answers 410 Gone and the connector copies everything
-again. Sign-in is the app's client credentials (application permission Contacts.Read).
+(https://learn.microsoft.com/en-us/graph/api/contact-delta). The first round lists
+every contact page by page (`@odata.nextLink`) and ends with an `@odata.deltaLink`. The
+next sync requests that link and receives only the changes, with removed contacts
+marked `@removed`. An expired delta link returns 410 Gone, and the connector then
+copies everything again. Sign-in is the app's client credentials (application permission Contacts.Read).
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ class GraphConnector(SyncedCrmConnector):
     @property
     def http(self) -> CrmHttp:
         return self._http
+
+    async def stop(self) -> None:
+        await super().stop()
+        self.auth.close()
 
     def delta_path(self) -> str:
         """Return the first delta request of the configured mailbox and folder."""

@@ -2,9 +2,9 @@
 
 One `CrmHttp` per connector. Each request gets a time budget: a ring-time lookup has
 the lookup timeout, an action or sync has longer. Within the budget the client waits
-for the connector's rate limits, honours a 429 reply's Retry-After (and backs off
-exponentially when it names no wait), signs in again once after a 401 where the auth
-can refresh, and turns every failure into a ConnectorError with a `crm.*` code.
+for the connector's rate limits and honours a 429 response's Retry-After, backing off
+exponentially when it names no wait. After a 401 it signs in again once where the auth
+can refresh. Every failure becomes a ConnectorError with a `crm.*` code.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,11 +28,11 @@ from agent.lookup.connector import ConnectorError
 
 log = logging.getLogger("ringboard.crm.http")
 
-# A CRM answer larger than this is not a page of contacts, so reading stops there. A
+# A CRM response larger than this is not a page of contacts, so reading stops there. A
 # bexio page of 2,000 contacts is about 2 MB.
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
-# One request attempt never waits longer than this, whatever its budget.
+# The httpx timeout of one request attempt is at most this, whatever its budget.
 MAX_ATTEMPT_SECONDS = 30.0
 
 # Requests are tried at most this often (429 replies, and 502-504 for GET requests).
@@ -43,15 +44,19 @@ BACKOFF_BASE = 1.0
 # Statuses after which a GET request is tried again: the server or a proxy was busy.
 RETRY_GET_STATUSES = (502, 503, 504)
 
+# The limit of CRMs that document none (self-hosted Odoo and Zammad): far above what a
+# call notifier sends, it mainly carries a 429 reply's wait to the following requests.
+UNDOCUMENTED_LIMIT = (600, 60.0)
+
 
 class Auth(Protocol):
-    """How a connector signs its requests."""
+    """The signing of a connector's requests."""
 
     async def headers(self) -> dict[str, str]:
         """Return the headers that authenticate a request."""
 
-    async def invalidate(self) -> bool:
-        """Drop a rejected token; return True when signing in again may help."""
+    async def invalidate(self, rejected: Mapping[str, str]) -> bool:
+        """Drop the token of the `rejected` headers; return True when signing in again may help."""
 
 
 class StaticAuth:
@@ -63,13 +68,13 @@ class StaticAuth:
     async def headers(self) -> dict[str, str]:
         return dict(self._headers)
 
-    async def invalidate(self) -> bool:
+    async def invalidate(self, rejected: Mapping[str, str]) -> bool:
         return False
 
 
 @dataclass(frozen=True, slots=True)
 class CrmResponse:
-    """A successful answer: status, headers and the parsed JSON body (None when empty)."""
+    """A successful response: status, headers and the parsed JSON body (None when empty)."""
 
     status: int
     headers: httpx.Headers
@@ -78,7 +83,7 @@ class CrmResponse:
 
 @dataclass(frozen=True, slots=True)
 class Vendor:
-    """What error messages say about a connector: its label, the CRM and where its secret is."""
+    """The connector facts that error messages name: its label, the CRM and its secret's source."""
 
     name: str
     label: str
@@ -100,13 +105,13 @@ class CrmHttp:
         *,
         limiters: Sequence[RateLimiter] = (),
         message_of: Callable[[Any], str | None] = lambda data: None,
-        verify: str | bool = True,
+        verify: ssl.SSLContext | bool = True,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
         self.auth = auth
-        self.limiters = tuple(limiters)
+        self.limiters = tuple(limiters) or (RateLimiter(*UNDOCUMENTED_LIMIT),)
         self.message_of = message_of
         self._client = httpx.AsyncClient(
             verify=verify,
@@ -146,7 +151,8 @@ class CrmHttp:
 
         for attempt in range(1, MAX_ATTEMPTS + 1):
             await self._take_turn(limiters if limiters is not None else self.limiters, deadline)
-            response, body = await self._send(method, target, path, params, json_body, headers, deadline)
+            signed = await self.auth.headers()
+            response, body = await self._send(method, target, path, params, json_body, {**signed, **(headers or {})}, deadline)
             status = response.status_code
 
             if 200 <= status < 300:
@@ -158,7 +164,7 @@ class CrmHttp:
             )
             detail = f"{method} {path}: HTTP {status}" + (f": {message}" if message else "")
 
-            if status == 401 and not signed_in_again and await self.auth.invalidate():
+            if status == 401 and not signed_in_again and await self.auth.invalidate(signed):
                 signed_in_again = True
                 log.info("connector %s: %s rejected the token; signing in again", self.vendor.name, path)
                 continue
@@ -169,7 +175,7 @@ class CrmHttp:
                     limiter.block(wait)
                 if retry and attempt < MAX_ATTEMPTS and time.monotonic() + wait < deadline:
                     log.info(
-                        "connector %s: %s %s answered %d; retrying in %.1f s",
+                        "connector %s: %s %s returned HTTP %d; retrying in %.1f s",
                         self.vendor.name, method, path, status, wait,
                     )
                     await asyncio.sleep(wait)
@@ -215,11 +221,10 @@ class CrmHttp:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise self._error(errors.TIMEOUT, f"{method} {path}: no time left", seconds=0)
-        request_headers = {**(await self.auth.headers()), **(headers or {})}
         timeout = httpx.Timeout(min(remaining, MAX_ATTEMPT_SECONDS))
         try:
             request = self._client.build_request(
-                method, target, params=params, json=json_body, headers=request_headers, timeout=timeout
+                method, target, params=params, json=json_body, headers=headers, timeout=timeout
             )
             response = await self._client.send(request, stream=True)
             try:
@@ -235,7 +240,7 @@ class CrmHttp:
             raise self._error(errors.UNREACHABLE, f"{method} {path}: {error}", host=host) from error
         except _TooLarge:
             raise self._error(
-                errors.INVALID_RESPONSE, f"{method} {path}: the answer is larger than {MAX_RESPONSE_BYTES} bytes"
+                errors.INVALID_RESPONSE, f"{method} {path}: the response is larger than {MAX_RESPONSE_BYTES} bytes"
             ) from None
         return response, body
 
@@ -245,7 +250,7 @@ class CrmHttp:
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:
-            raise self._error(errors.INVALID_RESPONSE, f"{method} {path}: the answer is not JSON: {error}") from error
+            raise self._error(errors.INVALID_RESPONSE, f"{method} {path}: the response is not JSON: {error}") from error
 
     def _retry_wait(self, status: int, method: str, headers: httpx.Headers, attempt: int) -> float | None:
         """Return how long to wait before trying again, or None when the status is final."""
@@ -292,9 +297,9 @@ def _json_or_none(body: bytes) -> Any:
 
 
 def expect(condition: bool, vendor: Vendor, what: str) -> None:
-    """Raise crm.invalid_response naming `what` when an answer does not have the expected shape."""
+    """Raise crm.invalid_response naming `what` when a response does not have the expected shape."""
     if not condition:
         raise errors.crm_error(
-            errors.INVALID_RESPONSE, f"unexpected answer: {what}", label=vendor.label, crm=vendor.crm
+            errors.INVALID_RESPONSE, f"unexpected response: {what}", label=vendor.label, crm=vendor.crm
         )
 

@@ -39,7 +39,7 @@ from agent.lookup.settings import HubSpotSettings
 
 # HubSpot's documented limits for private apps: 100 requests per 10 s on the lowest
 # tier (higher tiers allow more), and CRM search 4 requests per second per token
-# (the changelog; the API reference says 5 per account, so the lower one is kept).
+# (the changelog; the API reference gives 5 per account, so the lower one is kept).
 GENERAL_LIMIT = (100, 10.0)
 SEARCH_LIMIT = (4, 1.0)
 

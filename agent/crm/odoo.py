@@ -9,10 +9,11 @@ Two transports (https://www.odoo.com/documentation/19.0/developer/reference/exte
   `common.login(db, login, key)`, then `object.execute_kw(db, uid, key, model, method,
   args, kwargs)`; errors come as HTTP 200 with an `error` member.
 
-The search reads `fields_get` once and uses what the database has: `phone_sanitized`
-(E.164, from the phone_validation module) and `phone_mobile_search` (digits anywhere in
-phone or mobile) where present, else `ilike` on `phone` and `mobile` with the caller's
-written forms (Odoo 19 removed `mobile`). Every hit is verified here.
+The search reads `fields_get` once and uses the fields the database has. Where present,
+these are `phone_sanitized` (E.164, from the phone_validation module) and
+`phone_mobile_search` (digits anywhere in phone or mobile). Otherwise it compares the
+caller's written forms with `ilike` on `phone` and `mobile` (Odoo 19 removed `mobile`).
+Every hit is verified here.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from agent.crm.base import (
     crm_action,
     time_left,
     verify_path,
+    written_forms,
 )
 from agent.crm.http import CrmHttp, StaticAuth, Vendor, expect
 from agent.lookup.connector import Card
@@ -43,9 +45,6 @@ from agent.lookup.settings import OdooSettings
 
 PARTNER = "res.partner"
 MAX_RESULTS = 10
-
-# Written forms searched with ilike when the database has no normalised phone field.
-MAX_SEARCH_FORMS = 3
 
 # The activity type Odoo's mail module defines for calls.
 CALL_ACTIVITY = "mail.mail_activity_data_call"
@@ -223,7 +222,7 @@ def partner_domain(number: CallerNumber, fields: set[str]) -> list[Any]:
     if "phone_mobile_search" in fields:
         clauses.append(["phone_mobile_search", "ilike", number.number.national or number.e164[1:]])
     if not clauses:
-        forms = list(number.search_forms())[:MAX_SEARCH_FORMS]
+        forms = written_forms(number)
         clauses = [[field, "ilike", form] for field in ("phone", "mobile") if field in fields for form in forms]
     return ["|"] * (len(clauses) - 1) + clauses
 

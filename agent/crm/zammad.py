@@ -4,8 +4,8 @@ API (https://docs.zammad.org/en/latest/api-intro.html, .../api/user.html and
 .../api/ticket/index.html), access token as `Authorization: Token token=<token>`:
 
 - `GET /api/v1/users/search?query=...&limit=10&expand=true`: Zammad matches the query
-  in the stored text, so the caller's common written forms are searched at once and
-  every hit is verified here; `expand` adds the organisation's name.
+  in the stored text, so the caller's common written forms are searched at once. Every
+  hit is verified here. `expand` adds the organisation's name.
 - `POST /api/v1/tickets`: a ticket of the card's user with a phone article.
 """
 
@@ -25,6 +25,7 @@ from agent.crm.base import (
     crm_action,
     time_left,
     verify_path,
+    written_forms,
 )
 from agent.crm.http import CrmHttp, StaticAuth, Vendor, expect
 from agent.lookup.connector import Card
@@ -32,9 +33,6 @@ from agent.lookup.numbers import CallerNumber
 from agent.lookup.settings import ZammadSettings
 
 MAX_RESULTS = 10
-
-# Written forms searched at once: E.164, the national and the international format.
-MAX_SEARCH_FORMS = 3
 
 # Ticket states an action may ask for; automatic logging files a logged call as closed.
 TICKET_STATES = ("new", "open", "closed")
@@ -64,8 +62,7 @@ class ZammadConnector(CrmConnector):
     async def search(self, number: CallerNumber) -> list[Card]:
         """Search users by the caller's written forms at once; verify each hit."""
         deadline = time.monotonic() + self.timeout
-        forms = [form for form in number.search_forms() if " " in form or form.startswith("+")][:MAX_SEARCH_FORMS]
-        answers = await asyncio.gather(*(self._search(form, deadline) for form in forms))
+        answers = await asyncio.gather(*(self._search(form, deadline) for form in written_forms(number)))
 
         cards: dict[str, Card] = {}
         for users in answers:

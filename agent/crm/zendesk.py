@@ -6,8 +6,9 @@ https://developer.zendesk.com/api-reference/introduction/rate-limits), API token
 auth `{email}/token:{token}`:
 
 - `GET /api/v2/users/search.json?query=phone:*<digits>&include=organizations`: Zendesk
-  asks telephony integrations for digits only, after a leading `*` that matches any
-  written form before them, so the query has the caller's national significant number.
+  tells telephony integrations to send digits only, after a leading `*` that matches
+  any written form before them. The query therefore has the caller's national
+  significant number.
 - `POST /api/v2/tickets.json`: a ticket requested by the card's user, with the call as a
   private comment.
 """

@@ -1,8 +1,10 @@
 """Lab PBX for development and tests: Kamailio with simulated phones on 127.0.0.1.
 
-``Lab`` starts Kamailio 5.6 (registrar, proxy, dialog-event presence), SIPp
-phones for extensions 201-203, ring group 600 (201 and 202) and a carrier for
-external numbers, and places calls through them.
+``Lab`` starts Kamailio 5.6 (registrar, proxy, dialog-event presence, digest
+authentication of the agent's account, UDP, TCP and TLS), SIPp phones for
+extensions 201-203, ring group 600 (201 and 202) and a carrier for external
+numbers, and places calls through them. ``restart_pbx`` stops or kills Kamailio
+and starts it again, as a PBX restart would.
 """
 
 from agent.lab.calls import CallHandle, CallPlan

@@ -1,8 +1,8 @@
 """The lab's TLS certificates: a CA of its own and a server certificate for Kamailio.
 
-They are made with the `openssl` command at every lab start, valid for a few days, and
-name the lab's domain and 127.0.0.1, so the agent can verify the PBX with `ca_file`
-pointing at the lab CA, as it would with an office PBX that has its own CA.
+The `openssl` command makes them at every lab start, valid for a few days. The server
+certificate names the lab's domain and 127.0.0.1, so the agent verifies the PBX with
+`ca_file` pointing at the lab CA, as with an office PBX that has its own CA.
 """
 
 from __future__ import annotations

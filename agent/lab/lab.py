@@ -144,7 +144,7 @@ class Lab:
         """Stop Kamailio (SIGKILL with `kill`), wait, start it again and register the phones.
 
         Kamailio keeps registrations, dialogs and watchers in memory, so the new process
-        knows none of them, as after a PBX's night-time restart. Calls in progress lose
+        has none of them, as after a PBX's night-time restart. Calls in progress lose
         their dialog state; their BYE still passes by its Record-Route.
         """
         with self._pbx_lock:

@@ -234,7 +234,7 @@ class PipedriveSettings(CrmSettings):
     """`type = "pipedrive"`: person search with an API token."""
 
     token: Credential
-    # The company's web address for links; None asks the API (GET /v1/users/me).
+    # The company's web address for links; None reads it from the API (GET /v1/users/me).
     web_url: str | None = None
 
 

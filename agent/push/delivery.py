@@ -1,6 +1,6 @@
-"""Sending one push message: the HTTP request (pywebpush) and what each answer means.
+"""Sending one push message: the HTTP request (pywebpush) and what each response means.
 
-`classify` is the protocol logic without I/O: it turns the push service's answer into
+`classify` is the protocol logic without I/O: it turns the push service's response into
 sent, gone (RFC 8030, section 7.3: the subscription expired, 404 or 410), retry (429 or
 a server error, RFC 8030 section 8.4) or failed. `post_push` does the blocking request
 and runs on the push service's sender threads.
@@ -24,7 +24,7 @@ from agent.push.store import Subscription
 log = logging.getLogger("ringboard.push")
 
 # How long one request to a push service may take before it counts as failed and is
-# retried. Push services answer within a second; a longer wait means a network problem.
+# retried. Push services respond within a second; a longer wait means a network problem.
 REQUEST_TIMEOUT = 10.0
 
 # Characters of the push service's error body kept for the log.
@@ -43,7 +43,7 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PushReply:
-    """What the push service answered; `status` None when no answer came (network error)."""
+    """The push service's response; `status` is None when none came (a network error)."""
 
     status: int | None
     retry_after: str | None = None
@@ -54,7 +54,7 @@ class PushReply:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How failed requests are retried."""
+    """Retry limits and back-off for failed requests."""
 
     # 1 s, 2 s, 4 s, ... between attempts unless the push service sends Retry-After.
     initial_delay: float = 1.0
@@ -65,7 +65,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What to do after an attempt: an outcome, or a retry after `delay` seconds."""
+    """The step after an attempt: an outcome, or a retry after `delay` seconds."""
 
     outcome: Outcome | None
     delay: float = 0.0
@@ -103,7 +103,7 @@ def classify(reply: PushReply, attempt: int, seconds_left: float, policy: RetryP
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Return the seconds a Retry-After header asks to wait (RFC 9110: seconds or an HTTP date)."""
+    """Return the seconds a Retry-After header requests (RFC 9110: seconds or an HTTP date)."""
     if value is None:
         return None
     value = value.strip()

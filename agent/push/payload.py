@@ -32,7 +32,7 @@ TOPIC_LENGTH = 32
 
 
 class PushAction(StrEnum):
-    """What the service worker does with the call's notification."""
+    """The service worker's handling of the call's notification."""
 
     RING = "ring"  # Show it and alert, replacing any notification of the call.
     UPDATE = "update"  # Replace it without alerting; show it if none is shown.

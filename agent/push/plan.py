@@ -25,7 +25,7 @@ TRACKED_CALLS = 5_000
 
 
 class Stage(StrEnum):
-    """Where a call's notification stands."""
+    """The state of a call's notification."""
 
     WAITING = "waiting"  # Ringing; the first push waits briefly for the caller lookup.
     RINGING = "ringing"  # The ringing notification was sent.
@@ -53,7 +53,7 @@ Step = Send | Wait
 
 @dataclass
 class TrackedCall:
-    """What the planner keeps of one call."""
+    """The planner's record of one call."""
 
     call: dict[str, Any]
     stage: Stage

@@ -86,6 +86,8 @@ class _Lane:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     generation: int = 0
     holders: int = 0
+    # Set when a newer push arrives, so an older one waiting to retry stops at once.
+    newer: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +192,22 @@ class PushService:
         log.info("%s deleted by its user", subscription.label)
         return subscription
 
+    def forget_device(self, user: str, device: str) -> Subscription | None:
+        """Delete the device's subscription, as when its pairing is revoked; return it, or None."""
+        subscription = self.store.for_device(user, device)
+        if subscription is not None:
+            self.store.remove(subscription.id)
+            log.info("%s deleted with its device", subscription.label)
+        return subscription
+
+    def forget_user(self, user: str) -> int:
+        """Delete every subscription of a user, as when the user is removed; return how many."""
+        subscriptions = self.store.for_user(user)
+        for subscription in subscriptions:
+            self.store.remove(subscription.id)
+            log.info("%s deleted with its user", subscription.label)
+        return len(subscriptions)
+
     async def send_test(self, user: str, device: str) -> list[DeliveryResult]:
         """Send a test notification to the device; return the outcome, empty when it has no subscription."""
         subscription = self.store.for_device(user, device)
@@ -225,7 +243,7 @@ class PushService:
         self._timers.pop(call_id, None)
         try:
             self._run(self.planner.cards_wait_over(call_id))
-        except Exception:  # Runs from the event loop's timer; nobody else would see it.
+        except Exception:  # Runs from an event loop timer, so no caller would see the error.
             log.exception("call %s: sending the ringing push failed", call_id)
 
     def _run(self, steps: list[Step]) -> None:
@@ -313,51 +331,67 @@ class PushService:
     async def _deliver(
         self, subscription_id: str, lane_id: str, data: bytes, ttl: int, topic: str | None, what: str
     ) -> DeliveryResult:
-        assert self._loop is not None and self._executor is not None and self._session is not None
-        loop = self._loop
         key = (subscription_id, lane_id)
         lane = self._lanes.setdefault(key, _Lane())
         lane.generation += 1
-        generation = lane.generation
+        lane.newer.set()
+        lane.newer = asyncio.Event()
         lane.holders += 1
-        deadline = loop.time() + ttl
-        attempt = 0
         try:
-            while True:
-                async with lane.lock:
-                    if lane.generation != generation:
-                        return self._count(DeliveryResult(subscription_id, Outcome.SUPERSEDED))
-                    subscription = self.store.get(subscription_id)
-                    if subscription is None:
-                        return self._count(DeliveryResult(subscription_id, Outcome.GONE, reason="unsubscribed"))
-                    seconds_left = max(1, int(deadline - loop.time()))
-                    reply: PushReply = await loop.run_in_executor(
-                        self._executor, post_push, self._session, self.signer, subscription, data, seconds_left, URGENCY, topic
-                    )
-                attempt += 1
-                decision = classify(reply, attempt, deadline - loop.time(), self.timing.retry)
-                if decision.retry:
-                    self._retries.inc(status=str(reply.status) if reply.status is not None else "none")
-                    log.info(
-                        "%s to %s: %s; attempt %d, retrying in %.1f s",
-                        what, subscription.label, decision.reason, attempt, decision.delay,
-                    )
-                    await asyncio.sleep(decision.delay)
-                    continue
-                result = DeliveryResult(subscription_id, decision.outcome or Outcome.FAILED, reply.status, decision.reason)
-                self._report(what, subscription, result, reply)
-                return self._count(result)
+            return await self._send_with_retries(lane, lane.generation, subscription_id, data, ttl, topic, what)
         finally:
             lane.holders -= 1
             if lane.holders == 0:
                 self._lanes.pop(key, None)
+
+    async def _send_with_retries(
+        self, lane: _Lane, generation: int, subscription_id: str, data: bytes, ttl: int, topic: str | None, what: str
+    ) -> DeliveryResult:
+        assert self._loop is not None
+        loop = self._loop
+        newer = lane.newer
+        deadline = loop.time() + ttl
+        attempt = 0
+        while True:
+            async with lane.lock:
+                if lane.generation != generation:
+                    return self._count(DeliveryResult(subscription_id, Outcome.SUPERSEDED))
+                subscription = self.store.get(subscription_id)
+                if subscription is None:
+                    return self._count(DeliveryResult(subscription_id, Outcome.GONE, reason="unsubscribed"))
+                reply = await self._post(subscription, data, max(1, int(deadline - loop.time())), topic)
+
+            attempt += 1
+            decision = classify(reply, attempt, deadline - loop.time(), self.timing.retry)
+            if not decision.retry:
+                result = DeliveryResult(subscription_id, decision.outcome or Outcome.FAILED, reply.status, decision.reason)
+                self._report(what, subscription, result, reply)
+                return self._count(result)
+
+            self._retries.inc(status=str(reply.status) if reply.status is not None else "none")
+            log.info(
+                "%s to %s: %s; attempt %d, retrying in %.1f s", what, subscription.label, decision.reason, attempt, decision.delay
+            )
+            try:
+                await asyncio.wait_for(newer.wait(), decision.delay)
+            except TimeoutError:
+                pass
+
+    async def _post(self, subscription: Subscription, data: bytes, ttl: int, topic: str | None) -> PushReply:
+        """Send one request on a sender thread."""
+        assert self._loop is not None
+        assert self._executor is not None
+        assert self._session is not None
+        return await self._loop.run_in_executor(
+            self._executor, post_push, self._session, self.signer, subscription, data, ttl, URGENCY, topic
+        )
 
     def _report(self, what: str, subscription: Subscription, result: DeliveryResult, reply: PushReply) -> None:
         if result.outcome is Outcome.SENT:
             log.debug("%s to %s sent", what, subscription.label)
         elif result.outcome is Outcome.GONE:
             self.store.remove(subscription.id)
-            log.info("%s to %s: the push service answered %s; subscription removed", what, subscription.label, result.reason)
+            log.info("%s to %s: the push service responded %s; subscription removed", what, subscription.label, result.reason)
         else:
             detail = f" ({reply.detail})" if reply.detail else ""
             log.warning("%s to %s failed: %s%s", what, subscription.label, result.reason, detail)

@@ -1,6 +1,6 @@
 """Push subscriptions per user and device, in SQLite in the data directory.
 
-A device (one browser profile, known by its device token) holds at most one push
+A device (one browser profile, known by its device token) has at most one push
 subscription for the page, so a new subscription from the same device replaces the old
 one. Every row is also kept in memory: the call pipeline reads subscriptions on each
 ringing call and must not wait for the disk.
@@ -26,7 +26,7 @@ log = logging.getLogger("ringboard.push")
 
 STORE_FILE_NAME = "push.sqlite3"
 
-# The file holds each subscription's auth secret, so it is created readable by the agent only.
+# The file contains each subscription's auth secret, so it is created readable by the agent only.
 STORE_FILE_MODE = 0o600
 
 # Endpoints of the browser vendors' push services are 100-500 characters long; the limit
@@ -73,7 +73,7 @@ class InvalidSubscription(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class EndpointPolicy:
-    """Which push service endpoints the agent accepts."""
+    """The push service hosts the agent sends to, and whether plain HTTP is allowed."""
 
     hosts: tuple[str, ...] = PUSH_SERVICE_HOSTS
     # Plain HTTP is for a test push service on 127.0.0.1 only; real services use HTTPS.

@@ -17,7 +17,17 @@ from pathlib import Path
 from tests.support.fake_pbx import FakePbx
 
 from .calls import call_schedule, play_calls, wait_until_idle
-from .common import AgentProcess, ClientProcess, Figure, agent_config, checked, free_port, percentile, rss_kib
+from .common import (
+    AgentProcess,
+    ClientProcess,
+    Figure,
+    agent_config,
+    checked,
+    cpu_seconds,
+    free_port,
+    percentile,
+    rss_kib,
+)
 from .pairing import ClientPlan, pair_clients
 from .profiling import profiled
 
@@ -74,9 +84,11 @@ async def idle_clients(count: int, events: int) -> list[Figure]:
             calls = max(1, events // 2)
             start = time.perf_counter() + 0.1
             schedule = call_schedule(WARMUP_CALLS, calls, 1 / (2 * EVENT_SPACING), [EXTENSION], start)
+            cpu_before = cpu_seconds(agent.pid)
             async with profiled(agent.pid, "fanout"):
                 sent = await play_calls(pbx, schedule)
                 await wait_until_idle(agent.pid)
+            events_cpu = cpu_seconds(agent.pid) - cpu_before
             rss_events = rss_kib(agent.pid)
             records = await clients.stop()
         finally:
@@ -86,7 +98,8 @@ async def idle_clients(count: int, events: int) -> list[Figure]:
             pbx.close()
 
     last, first, missing = fan_out_times(records, sent)
-    per_client = (rss_after - rss_before) / count
+    # VmRSS is in KiB; the target is in KB (1000 bytes).
+    per_client = (rss_after - rss_before) * 1024 / 1000 / count
     setup = (
         f"{count} idle clients of one extension, {pairing.note}; clients in their own process; "
         f"agent VmRSS {rss_before / 1024:.1f} MiB before, {rss_after / 1024:.1f} MiB after connecting, "
@@ -95,7 +108,7 @@ async def idle_clients(count: int, events: int) -> list[Figure]:
     events_setup = f"{len(sent)} call events (ringing, ended) {EVENT_SPACING:g} s apart to {count} clients, {pairing.note}"
     name = "idle_clients"
     return [
-        checked(Figure(name, "agent memory per client", round(per_client, 1), "KiB", setup), "< 50 KB", 50 * 1000 / 1024),
+        checked(Figure(name, "agent memory per client", round(per_client, 1), "KB", setup), "< 50 KB", 50),
         Figure(name, "connect time, all clients", round(clients.connect_seconds, 2), "s", setup),
         checked(
             Figure(name, f"fan-out to last of {count}, p50", round(percentile(last, 0.5), 1), "ms", events_setup),
@@ -104,6 +117,9 @@ async def idle_clients(count: int, events: int) -> list[Figure]:
         ),
         Figure(name, f"fan-out to last of {count}, max", round(max(last, default=float("nan")), 1), "ms", events_setup),
         Figure(name, "fan-out to first client, p50", round(percentile(first, 0.5), 1), "ms", events_setup),
+        # CPU time does not grow when other work on the machine delays the agent, so it
+        # compares two versions of the agent better than the times above on a busy machine.
+        Figure(name, "agent CPU per event", round(events_cpu / max(1, len(sent)) * 1000, 1), "ms", events_setup),
         Figure(name, "frames missing", missing, f"frames of {len(sent) * count}", events_setup),
     ]
 

@@ -96,7 +96,7 @@ def pair_clients(config: Path, data_dir: Path, base_url: str, plan: list[ClientP
             pins[client.user] = add_user(config, data_dir, client)
         cookies.append(pair_device(base_url, pins[client.user]))
     users = len(pins)
-    return Pairing(True, cookies, f"paired ({users} users, {len(plan)} devices)")
+    return Pairing(True, cookies, f"paired ({_count(users, 'user')}, {_count(len(plan), 'device')})")
 
 
 def add_user(config: Path, data_dir: Path, client: ClientPlan) -> str:
@@ -147,3 +147,7 @@ def pair_device(base_url: str, pin: str) -> str:
     if not set_cookies:
         raise RuntimeError("POST /api/pair returned no Set-Cookie header")
     return "; ".join(cookie.split(";", 1)[0] for cookie in set_cookies)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -425,7 +425,7 @@ class RawCallEngine:
 
     def _notify(self, request: Request, now: datetime) -> None:
         # RFC 3515 §2.4.5: the transferee reports the outcome of the REFER in NOTIFYs
-        # with a message/sipfrag body; a final status of 300 or more means it failed.
+        # with a message/sipfrag body. A final status of 300 or more means it failed.
         event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
         if event != "refer":
             return
@@ -866,9 +866,12 @@ class RawCallEngine:
 
     def _forget(self, now: datetime) -> None:
         transaction = timedelta(seconds=TRANSACTION_SECONDS)
-        for key, seen_at in list(self._seen.items()):
+        stale: list[tuple[object, ...]] = []
+        for key, seen_at in self._seen.items():
             if now - seen_at <= transaction:
                 break  # Entries are in arrival order.
+            stale.append(key)
+        for key in stale:
             del self._seen[key]
 
         for key, leg in list(self._legs.items()):

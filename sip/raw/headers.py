@@ -1,4 +1,4 @@
-"""What the headers and bodies of raw SIP messages say about a call, without I/O.
+"""Read the facts about a call from the headers and bodies of raw SIP messages, without I/O.
 
 Each function reads one fact: who is calling (RFC 3325, Remote-Party-ID, RFC 3323
 privacy), which number was called first (RFC 7044 History-Info, RFC 5806 Diversion),
@@ -159,7 +159,7 @@ def original_called(headers: Headers) -> str | None:
 
 
 def answered_elsewhere(message: Request | Response) -> bool:
-    """Tell whether a CANCEL or BYE says another device answered (RFC 3326 Reason)."""
+    """Tell whether a CANCEL or BYE carries an RFC 3326 Reason for an answer on another device."""
     for value in message.headers.get_all("Reason"):
         protocol, _, param_text = value.partition(";")
         params = parse_params(param_text)

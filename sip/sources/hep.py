@@ -33,7 +33,7 @@ TCP_READ_BYTES = MAX_HEP_PACKET_BYTES + 1
 
 @dataclass
 class HepCounters:
-    """What the receiver took in and what it dropped."""
+    """Counts of the packets the receiver took in and dropped."""
 
     packets: int = 0
     messages: int = 0
@@ -140,7 +140,7 @@ class HepReceiver:
         peer = writer.get_extra_info("peername")[:2]
         if len(self._connections) >= MAX_TCP_CONNECTIONS:
             self.counters.connections_refused += 1
-            log.warning("HEP connection from %s:%s refused: %d connections open", peer[0], peer[1], MAX_TCP_CONNECTIONS)
+            log.warning("HEP connection from %s:%s rejected: %d connections already open", peer[0], peer[1], MAX_TCP_CONNECTIONS)
             writer.close()
             return
         task = asyncio.current_task()
@@ -161,9 +161,9 @@ class HepReceiver:
             self._connections.discard(task)
             writer.close()
 
-    def _log_drop(self, what: str, peer: tuple[str, int], reason: str, count: int) -> None:
+    def _log_drop(self, description: str, peer: tuple[str, int], reason: str, count: int) -> None:
         if count % DROP_LOG_EVERY == 1:
-            log.warning("dropped %s from %s:%s (%s); %d dropped so far", what, peer[0], peer[1], reason, count)
+            log.warning("dropped %s from %s:%s (%s); %d dropped so far", description, peer[0], peer[1], reason, count)
 
 
 class _HepDatagrams(asyncio.DatagramProtocol):

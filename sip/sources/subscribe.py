@@ -1,7 +1,7 @@
 """asyncio adapter that drives a `DialogSubscriber` over UDP, TCP or TLS.
 
 The adapter finds the PBX (RFC 3263), keeps one flow to it, fails over to the next
-target when one stops answering, reconnects a lost TCP or TLS connection with a
+target when one stops responding, reconnects a lost TCP or TLS connection with a
 jittered exponential back-off, and runs the subscriber's one timer. Every SIP decision
 is the subscriber's. Dialog-info documents and subscription state changes go to two
 callbacks.
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from sip.digest import Credentials
-from sip.dns import ServerLocator, ServerNotFound, Target
+from sip.dns import Target
+from sip.sources.locator import ServerLocator, ServerNotFound
 from sip.message import Request, Response
 from sip.subscription import (
     DEFAULT_EXPIRES,
@@ -41,7 +42,14 @@ from sip.subscription import (
     SubscriberConfig,
     TransactionTimedOut,
 )
-from sip.transport import KEEPALIVE_SECONDS, DatagramEndpoint, StreamConnection, open_stream, tls_context
+from sip.sources.transport import (
+    KEEPALIVE_SECONDS,
+    PONG_TIMEOUT_SECONDS,
+    DatagramEndpoint,
+    StreamConnection,
+    open_stream,
+    tls_context,
+)
 from sip.uri import UriError, parse_uri
 
 log = logging.getLogger("ringboard.sip.subscribe")
@@ -60,7 +68,7 @@ TRANSPORT_NAMES = ("udp", "tcp", "tls", "auto")
 
 @dataclass(frozen=True, slots=True)
 class SubscribeSettings:
-    """Where the PBX is, how to reach it, and who the agent is towards it.
+    """The PBX's address, how to reach it, and the agent's identity towards it.
 
     `port` 0 means "not set": DNS (RFC 3263) or the transport's default decides, and
     `transport` "auto" lets NAPTR records choose.
@@ -85,6 +93,7 @@ class SubscribeSettings:
     dns_servers: tuple[tuple[str, int], ...] = ()
     read_unsolicited: bool = False
     keepalive_seconds: float = KEEPALIVE_SECONDS
+    pong_timeout: float = PONG_TIMEOUT_SECONDS
     t1: float = T1
 
 
@@ -308,6 +317,7 @@ class DialogSubscriptionSource:
                 ssl_context=self._ssl,
                 local_host=self.settings.local_host,
                 keepalive_seconds=self.settings.keepalive_seconds,
+                pong_timeout=self.settings.pong_timeout,
             )
         except ssl.SSLError as error:
             log.warning("TLS with %s failed: %s", target, error)

@@ -362,3 +362,23 @@ async def test_api_responses_not_cached(agent, tmp_path):
         history = await client.get(url + "api/history", headers=anna.header)
 
     assert history.headers["cache-control"] == "no-store"
+
+
+async def test_pairing_matches_protocol_examples(agent, tmp_path):
+    from tests.webapp.test_protocol_examples import load_examples
+
+    runner, url, server = agent
+    examples = load_examples()
+    pin = add_user(tmp_path, "anna", ("201",))
+
+    async with httpx.AsyncClient() as client:
+        wrong = await client.post(url + "api/pair", json={**examples["pair-request"], "pin": pin[:3] + "000000"})
+        right = await client.post(url + "api/pair", json={**examples["pair-request"], "pin": pin})
+
+    expected = examples["pair-response"]
+    assert right.status_code == 200
+    assert sorted(right.json()) == sorted(expected)
+    assert {key: type(value) for key, value in right.json().items()} == {key: type(value) for key, value in expected.items()}
+    if pin[3:] != "000000":
+        assert wrong.json() == examples["error-pin-invalid"]
+    assert sorted(examples["error-pairing-locked"]["params"]) == ["retry_after"]

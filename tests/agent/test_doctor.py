@@ -16,7 +16,7 @@ from sip.message import Request, build_response, parse_message
 
 
 class OptionsResponder:
-    """A UDP socket on 127.0.0.1 that answers every SIP OPTIONS with 200, in a thread."""
+    """A UDP socket on 127.0.0.1 that responds 200 to every SIP OPTIONS, in a thread."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -7,7 +7,7 @@ import pytest
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError
 
-from agent.auth import Authenticator, Paired, Refused
+from agent.auth import Authenticator, Paired, Rejected
 from agent.lockout import ADDRESS_POLICY, MAX_TRACKED_ADDRESSES, USER_POLICY, AddressLimiter, LockoutPolicy
 from agent.users import PIN_DIGITS, UserError, UserStore, format_pin, hash_token, normalize_pin
 from tests.support.pairing import FAST_PIN_HASHER
@@ -230,11 +230,11 @@ async def test_authenticator_lockout_timeline(store):
     assert results[6].params == {"retry_after": 30}
     assert store.user("anna").failed_pairings == 6
 
-    # Refused attempts are not counted, and the address waits its 30 s, the user 60 s.
+    # Rejected attempts are not counted, and the address waits its 30 s, the user 60 s.
     clock.now += 31
     from_address = await auth.pair(pin, "192.0.2.7", "")
     from_elsewhere = await auth.pair(pin, "192.0.2.8", "")
-    assert isinstance(from_address, Refused)
+    assert isinstance(from_address, Rejected)
     assert from_address.params == {"retry_after": 29}
     assert from_elsewhere.params == {"retry_after": 29}
     assert store.user("anna").failed_pairings == 6

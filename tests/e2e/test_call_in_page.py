@@ -11,6 +11,7 @@ from playwright.async_api import async_playwright, expect
 from agent.config import AgentSettings, Config, HttpSettings, SipSettings
 from agent.lab import Lab
 from agent.runner import AgentRunner
+from tests.support.pairing import paired_device
 
 pytestmark = [pytest.mark.lab, pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -44,9 +45,12 @@ async def test_calls_ring_connect_and_end_in_page(lab, tmp_path):
     url = await runner.start()
     try:
         await _wait_subscribed(runner)
+        device = await paired_device(url, config.agent.data_dir, extensions=("201", "202", "203"))
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = await browser.new_page()
+            context = await browser.new_context()
+            await context.add_cookies([{"name": device.cookie_name, "value": device.token, "url": url}])
+            page = await context.new_page()
             await page.goto(url)
             await expect(page.locator("[data-connection=online]")).to_be_visible(timeout=UI_LIVE_TIMEOUT_MS)
 

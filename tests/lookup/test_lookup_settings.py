@@ -157,7 +157,7 @@ REST = {"type": "rest", "url": "https://crm.example.com/Lookup"}
             "extension_digits = 9 is out of range",
         ),
         ({"connectors": {"type": "rest"}}, "[[connectors]] must be an array of tables"),
-        ({"connectors": [{"type": "hubspot"}]}, "[[connectors]] #1 type = 'hubspot' is invalid"),
+        ({"connectors": [{"type": "salesforce"}]}, "[[connectors]] #1 type = 'salesforce' is invalid"),
         ({"connectors": [{**REST, "name": "My CRM"}]}, "[[connectors]] #1 name = 'My CRM' is invalid"),
         ({"connectors": [REST, REST]}, '[[connectors]] name "rest" is used twice'),
         ({"connectors": [{**REST, "colour": "red"}]}, '[[connectors]] "rest" colour is not a known setting'),

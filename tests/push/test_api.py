@@ -144,6 +144,23 @@ async def test_delete_only_own_subscription(client: httpx.AsyncClient, local_pus
     assert len(push.store) == 0
 
 
+async def test_revoked_device_and_user_forgotten(local_push: LocalPushService, push: PushService) -> None:
+    push.subscribe("anna", "laptop", local_push.new_subscription().to_json())
+    push.subscribe("anna", "phone", local_push.new_subscription().to_json())
+    push.subscribe("ben", "desktop", local_push.new_subscription().to_json())
+
+    forgotten = push.forget_device("anna", "laptop")
+    unknown = push.forget_device("anna", "laptop")
+    removed = push.forget_user("anna")
+
+    assert forgotten is not None
+    assert forgotten.device == "laptop"
+    assert unknown is None
+    assert removed == 1
+    assert [item.user for item in push.store.for_user("ben")] == ["ben"]
+    assert len(push.store) == 1
+
+
 async def test_test_notification_endpoint(client: httpx.AsyncClient, local_push: LocalPushService) -> None:
     browser = local_push.new_subscription()
     missing = await client.post("/api/push/test")

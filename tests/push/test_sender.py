@@ -15,7 +15,7 @@ import pytest
 from agent.push import Outcome, PushPreferences, PushService, StaticAudience
 from agent.push.payload import topic_for
 from tests.push.helpers import CALL_ID, call_object, crm_message, make_push
-from tests.support.push_service import Answer, BrowserSubscription, LocalPushService
+from tests.support.push_service import PushResponse, BrowserSubscription, LocalPushService
 
 
 def subscribe(push: PushService, local_push: LocalPushService, user: str = "anna", device: str = "laptop") -> BrowserSubscription:
@@ -166,7 +166,7 @@ async def test_preferences_choose_calls(tmp_path: Path, local_push: LocalPushSer
 
 async def test_gone_subscription_removed(push: PushService, local_push: LocalPushService) -> None:
     browser = subscribe(push, local_push)
-    local_push.script(browser, Answer(410))
+    local_push.script(browser, PushResponse(410))
 
     push.on_call_event(call_object("ringing"), "ringing")
     await wait_for(local_push, browser, 1)
@@ -183,7 +183,7 @@ async def test_gone_subscription_removed(push: PushService, local_push: LocalPus
 
 async def test_too_many_requests_retried_after(push: PushService, local_push: LocalPushService) -> None:
     browser = subscribe(push, local_push)
-    local_push.script(browser, Answer(429, {"Retry-After": "1"}))
+    local_push.script(browser, PushResponse(429, {"Retry-After": "1"}))
 
     push.on_call_event(call_object("ringing"), "ringing")
     first, second = await wait_for(local_push, browser, 2)
@@ -200,7 +200,7 @@ async def test_too_many_requests_retried_after(push: PushService, local_push: Lo
 
 async def test_server_error_retried_then_failed(push: PushService, local_push: LocalPushService) -> None:
     browser = subscribe(push, local_push)
-    local_push.script(browser, Answer(500), Answer(503), Answer(500))
+    local_push.script(browser, PushResponse(500), PushResponse(503), PushResponse(500))
 
     push.on_call_event(call_object("ringing"), "ringing")
     attempts = await wait_for(local_push, browser, 3)
@@ -215,7 +215,7 @@ async def test_server_error_retried_then_failed(push: PushService, local_push: L
 
 async def test_close_supersedes_waiting_retry(push: PushService, local_push: LocalPushService) -> None:
     browser = subscribe(push, local_push)
-    local_push.script(browser, Answer(429, {"Retry-After": "2"}))
+    local_push.script(browser, PushResponse(429, {"Retry-After": "2"}))
 
     push.on_call_event(call_object("ringing"), "ringing")
     await wait_for(local_push, browser, 1)
@@ -230,7 +230,7 @@ async def test_close_supersedes_waiting_retry(push: PushService, local_push: Loc
 
 async def test_slow_push_service_never_blocks(push: PushService, local_push: LocalPushService) -> None:
     browser = subscribe(push, local_push)
-    local_push.script(browser, Answer(201, delay=1.0))
+    local_push.script(browser, PushResponse(201, delay=1.0))
 
     started = time.perf_counter()
     push.on_call_event(call_object("ringing"), "ringing")

@@ -59,8 +59,29 @@ CHROMIUM_ARGS = [
 UI_LIVE_TIMEOUT_MS = 30_000
 STEP_TIMEOUT = 5.0
 
+# Headless Chromium 156 now and then loses a notification: the worker's showNotification()
+# resolves, yet getNotifications() never lists it (measured: 1-4 of 100 pushes on a loaded
+# two-core machine; the push event and the resolved call were traced). Pushes that must
+# show something are delivered once more after this long; showing the same tag again
+# replaces the notification, so the second delivery changes nothing else.
+REDELIVER_AFTER = 2.0
+
 # A page in the worker's scope with no script of its own, for the push tests.
 BLANK_PAGE = "<!doctype html><html lang='en'><meta charset='utf-8'><link rel='icon' href='data:,'><title>blank</title><p>blank</p></html>"
+
+# `ready` resolves while the worker may still be activating, and Chromium drops a push
+# delivered through DevTools before activation ends; so this waits for "activated".
+REGISTER_WORKER = """
+async () => {
+  await navigator.serviceWorker.register("/sw.js");
+  const worker = (await navigator.serviceWorker.ready).active;
+  if (worker.state !== "activated") {
+    await new Promise((resolve) => {
+      worker.addEventListener("statechange", () => worker.state === "activated" && resolve());
+    });
+  }
+}
+"""
 
 READ_NOTIFICATIONS = """
 async () => {
@@ -164,11 +185,9 @@ class WorkerPage:
         self.page.goto(f"{origin}/blank.html")
         self.cdp: CDPSession = context.new_cdp_session(self.page)
         self._registrations: dict[str, str] = {}
-        self._versions: list[dict[str, Any]] = []
         self.cdp.on("ServiceWorker.workerRegistrationUpdated", self._on_registrations)
-        self.cdp.on("ServiceWorker.workerVersionUpdated", lambda event: self._versions.extend(event["versions"]))
         self.cdp.send("ServiceWorker.enable")
-        self.page.evaluate("async () => { await navigator.serviceWorker.register('/sw.js'); await navigator.serviceWorker.ready; }")
+        self.page.evaluate(REGISTER_WORKER)
         scope = f"{origin}/"
         self.registration_id = wait_until(lambda: self._registrations.get(scope), STEP_TIMEOUT, "no registration seen")
         self.worker: Worker = wait_until(
@@ -203,17 +222,32 @@ class WorkerPage:
             {"origin": self.origin, "registrationId": self.registration_id, "data": data},
         )
 
+    def deliver_and_wait(
+        self, payloads: list[dict[str, Any] | str], condition: Callable[[list[dict[str, Any]]], bool], message: str
+    ) -> list[dict[str, Any]]:
+        """Deliver pushes that show notifications, and wait until `condition` holds."""
+        for payload in payloads:
+            self.deliver(payload)
+        try:
+            return self.wait_for_notifications(condition, message, REDELIVER_AFTER)
+        except AssertionError:
+            for payload in payloads:
+                self.deliver(payload)
+        return self.wait_for_notifications(condition, message)
+
     def notifications(self) -> list[dict[str, Any]]:
         return self.page.evaluate(READ_NOTIFICATIONS)
 
-    def wait_for_notifications(self, condition: Callable[[list[dict[str, Any]]], bool], message: str) -> list[dict[str, Any]]:
+    def wait_for_notifications(
+        self, condition: Callable[[list[dict[str, Any]]], bool], message: str, timeout: float = STEP_TIMEOUT
+    ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
 
         def check() -> bool:
             found[:] = self.notifications()
             return condition(found)
 
-        wait_until(check, STEP_TIMEOUT, f"{message}; notifications: {found}")
+        wait_until(check, timeout, f"{message}; notifications: {found}")
         return found
 
     def close(self) -> None:
@@ -241,11 +275,11 @@ def push_for(state: str, action: PushAction, caller: Caller | None = None, alert
 def test_ring_update_close(worker_page: WorkerPage) -> None:
     worker_page.answer_has_call(False)
 
-    worker_page.deliver(push_for("ringing", PushAction.RING, Caller("Max Muster", "Muster AG")))
-    [ringing] = worker_page.wait_for_notifications(lambda found: len(found) == 1, "the ringing call was not shown")
-    worker_page.deliver(push_for("ringing", PushAction.UPDATE, Caller("Max Muster", "Muster Holding AG")))
-    [updated] = worker_page.wait_for_notifications(
-        lambda found: len(found) == 1 and "Holding" in found[0]["body"], "the update did not replace the notification"
+    ring = push_for("ringing", PushAction.RING, Caller("Max Muster", "Muster AG"))
+    [ringing] = worker_page.deliver_and_wait([ring], lambda found: len(found) == 1, "the ringing call was not shown")
+    update = push_for("ringing", PushAction.UPDATE, Caller("Max Muster", "Muster Holding AG"))
+    [updated] = worker_page.deliver_and_wait(
+        [update], lambda found: len(found) == 1 and "Holding" in found[0]["body"], "the update did not replace the notification"
     )
     worker_page.deliver(push_for("connected", PushAction.CLOSE))
     worker_page.wait_for_notifications(lambda found: found == [], "the answered call's notification stayed")
@@ -266,11 +300,13 @@ def test_ring_update_close(worker_page: WorkerPage) -> None:
 def test_missed_replaces_then_correction_closes(worker_page: WorkerPage) -> None:
     worker_page.answer_has_call(False)
 
-    worker_page.deliver(push_for("ringing", PushAction.RING))
-    worker_page.wait_for_notifications(lambda found: len(found) == 1, "the ringing call was not shown")
-    worker_page.deliver(push_for("ended", PushAction.MISSED, outcome="missed"))
-    [missed] = worker_page.wait_for_notifications(
-        lambda found: len(found) == 1 and "Missed call" in found[0]["body"], "the missed call did not replace it"
+    ring = push_for("ringing", PushAction.RING)
+    worker_page.deliver_and_wait([ring], lambda found: len(found) == 1, "the ringing call was not shown")
+    missed_push = push_for("ended", PushAction.MISSED, outcome="missed")
+    [missed] = worker_page.deliver_and_wait(
+        [ring, missed_push],
+        lambda found: len(found) == 1 and "Missed call" in found[0]["body"],
+        "the missed call did not replace it",
     )
     worker_page.deliver(push_for("ended", PushAction.CLOSE, outcome="answered_elsewhere"))
     worker_page.wait_for_notifications(lambda found: found == [], "the corrected call's notification stayed")
@@ -287,8 +323,7 @@ def test_withheld_caller_and_update_without_ring(worker_page: WorkerPage) -> Non
     payload = push_for("ringing", PushAction.UPDATE, direction="internal", called=None)
     payload["call"]["remote"] = {"display": None, "name": None, "withheld": True}
 
-    worker_page.deliver(payload)
-    [shown] = worker_page.wait_for_notifications(lambda found: len(found) == 1, "a first update was not shown")
+    [shown] = worker_page.deliver_and_wait([payload], lambda found: len(found) == 1, "a first update was not shown")
 
     assert shown["title"] == "Withheld number"
     assert shown["body"] == "Internal call · Ext. 201"
@@ -301,9 +336,9 @@ def test_visible_page_showing_call_not_doubled(worker_page: WorkerPage) -> None:
     worker_page.answer_has_call(None)
     worker_page.deliver(push_for("ringing", PushAction.RING, call_id="c-silent-page"))
     worker_page.answer_has_call(True)
-    worker_page.deliver(push_for("ringing", PushAction.RING, AlertMode.BOTH if False else None, AlertMode.BOTH, call_id="c-both"))
+    both = push_for("ringing", PushAction.RING, None, AlertMode.BOTH, call_id="c-both")
 
-    found = worker_page.wait_for_notifications(lambda found: len(found) >= 1, "the call for both alerts was not shown")
+    found = worker_page.deliver_and_wait([both], lambda found: len(found) >= 1, "the call for both alerts was not shown")
     time.sleep(0.5)  # Room for a wrongly shown notification of the other two calls.
 
     assert [item["tag"] for item in worker_page.notifications()] == ["c-both"]
@@ -312,9 +347,8 @@ def test_visible_page_showing_call_not_doubled(worker_page: WorkerPage) -> None:
 
 def test_page_list_of_live_calls_closes_others(worker_page: WorkerPage) -> None:
     worker_page.answer_has_call(False)
-    worker_page.deliver(push_for("ringing", PushAction.RING, call_id="c-live"))
-    worker_page.deliver(push_for("ringing", PushAction.RING, call_id="c-over"))
-    worker_page.wait_for_notifications(lambda found: len(found) == 2, "the two calls were not shown")
+    pushes = [push_for("ringing", PushAction.RING, call_id="c-live"), push_for("ringing", PushAction.RING, call_id="c-over")]
+    worker_page.deliver_and_wait(pushes, lambda found: len(found) == 2, "the two calls were not shown")
 
     worker_page.page.evaluate(
         "async () => (await navigator.serviceWorker.ready).active.postMessage({type: 'active-calls', call_ids: ['c-live']})"
@@ -325,10 +359,9 @@ def test_page_list_of_live_calls_closes_others(worker_page: WorkerPage) -> None:
 
 
 def test_test_and_unreadable_pushes(worker_page: WorkerPage) -> None:
-    worker_page.deliver({"push": "test", "version": 1, "sent_at": "2026-12-04T09:20:00.000Z"})
-    worker_page.deliver("not json")
+    pushes = [{"push": "test", "version": 1, "sent_at": "2026-12-04T09:20:00.000Z"}, "not json"]
 
-    found = worker_page.wait_for_notifications(lambda found: len(found) == 2, "test and fallback notifications missing")
+    found = worker_page.deliver_and_wait(pushes, lambda found: len(found) == 2, "test and fallback notifications missing")
     by_tag = {item["tag"]: item for item in found}
 
     assert by_tag["ringboard-test"]["title"] == "Ringboard"
@@ -479,7 +512,7 @@ def test_shell_starts_offline_from_cache(browser: Browser, ui_zip: Path) -> None
     try:
         page = context.new_page()
         page.goto(f"{server.origin}/")
-        page.evaluate("async () => { await navigator.serviceWorker.register('/sw.js'); await navigator.serviceWorker.ready; }")
+        page.evaluate(REGISTER_WORKER)
         wait_until(lambda: page.evaluate("() => navigator.serviceWorker.controller !== null"), STEP_TIMEOUT, "the worker took no control")
         # Loaded once under the worker, so Pyodide lands in its cache too.
         page.reload()

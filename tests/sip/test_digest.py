@@ -16,7 +16,7 @@ from sip.digest import (
     parse_challenge,
 )
 
-# RFC 7616 §3.9.1: the same request answered with MD5 and with SHA-256.
+# RFC 7616 §3.9.1: the credentials for one request, computed with MD5 and with SHA-256.
 RFC7616_CHALLENGE = (
     'Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=MD5, '
     'nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", '
@@ -94,7 +94,8 @@ def test_authorization_without_qop_uses_rfc2069_form():
     challenge = Challenge(realm="pbx", nonce="abc")
     value = authorization_value(challenge, MUFASA, "SUBSCRIBE", "sip:201@pbx", cnonce="c", nc=1)
     params = parse_auth_params(value.removeprefix("Digest "))
-    assert "qop" not in params and "nc" not in params
+    assert "qop" not in params
+    assert "nc" not in params
     expected = compute_response(challenge, MUFASA, "SUBSCRIBE", "sip:201@pbx", cnonce="c", nc=1, qop=None)
     assert params["response"] == expected
 

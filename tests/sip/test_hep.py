@@ -102,7 +102,7 @@ def test_auth_key_checked_when_configured():
     (b"HEP", "shorter than"),
     (b"HEP2\x00\x06", "invalid magic"),
     (b"\x02\x10\x02\x11" + bytes(20), "HEP version 2 is not supported"),
-    (b"HEP3\x00\x09\x00", "length field says 9"),
+    (b"HEP3\x00\x09\x00", "invalid length field 9"),
     (b"HEP3\x00\x0c\x00\x00\x00\x0f\x00\x05", "below its 6-byte header"),
     (b"HEP3\x00\x0c\x00\x00\x00\x0f\x00\x09", "runs 3 bytes past"),
     (b"HEP3\x00\x0d\x00\x00\x00\x01\x00\x07\x02", "no payload chunk"),

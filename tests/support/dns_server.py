@@ -1,11 +1,12 @@
 """An authoritative DNS server on 127.0.0.1 for tests, serving a zone given as text.
 
-It answers only the names of its zone (NXDOMAIN for anything else) and forwards nothing,
+It resolves only the names of its zone (NXDOMAIN for anything else) and forwards nothing,
 so a test that points the agent's resolver at it never queries another server.
 """
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 
 from dnslib import QTYPE, RCODE, RR, DNSRecord
@@ -13,7 +14,7 @@ from dnslib.server import DNSHandler, DNSServer
 
 
 class ZoneResolver:
-    """Answer from a list of records: every record whose name and type match."""
+    """Reply with every record of the zone whose name and type match the query."""
 
     def __init__(self, zone: str) -> None:
         self.records = RR.fromZone(zone)
@@ -51,6 +52,10 @@ class TestDnsServer:
     def __init__(self, zone: str) -> None:
         self.resolver = ZoneResolver(zone)
         self._server = DNSServer(self.resolver, address="127.0.0.1", port=0, logger=_QuietLogger())
+        # A short poll interval makes shutdown quick; dnslib's own thread polls every 0.5 s.
+        self._thread = threading.Thread(
+            target=self._server.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -62,11 +67,12 @@ class TestDnsServer:
         return self.resolver.queries
 
     def __enter__(self) -> TestDnsServer:
-        self._server.start_thread()
+        self._thread.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        self._server.stop()
+        self._server.server.shutdown()
         self._server.server.server_close()
+        self._thread.join()

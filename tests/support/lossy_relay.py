@@ -1,7 +1,7 @@
 """A UDP relay on 127.0.0.1 that drops a share of datagrams, between the agent and the PBX.
 
-The agent sends to the relay's front socket; the relay forwards from its back socket to
-the PBX, and what the PBX sends to the back socket goes to the agent. Each datagram is
+The agent sends to the relay's front socket, and the relay forwards from its back socket
+to the PBX. What the PBX sends to the back socket goes to the agent. Each datagram is
 dropped with probability `loss`, in both directions, from a seeded random generator.
 """
 

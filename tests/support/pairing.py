@@ -1,7 +1,7 @@
 """Users and paired devices for tests: add a user to an agent's data folder and pair a client.
 
 The PIN hashes use a cheap argon2id cost (8 KiB, one pass) so that tests which add many
-users or check many PINs stay fast; argon2 verification reads the cost from the hash, so
+users or check many PINs stay fast. argon2 verification reads the cost from the hash, so
 the agent checks them with no setting of its own. Production hashes keep the default.
 """
 

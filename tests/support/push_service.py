@@ -1,11 +1,11 @@
 """A Web Push service on 127.0.0.1 for tests, checking what RFC 8030, 8291 and 8292 require.
 
 Each test subscription gets what a browser makes: a P-256 key pair and a 16-byte auth
-secret. For every push request the service verifies the VAPID token (the ES256
-signature with the key in `k`, which must be the agent's key; `aud` its own origin;
-`exp` within 24 hours; `sub` a mailto: or https: URL), the TTL, Urgency and Topic
-headers, then decrypts the aes128gcm body with http_ece and records the message. A test
-scripts the answers per subscription, such as 429 with Retry-After, 410 or 500.
+secret. For every push request the service verifies the VAPID token: the ES256
+signature with the key in `k`, which must be the agent's key, `aud` its own origin,
+`exp` within 24 hours and `sub` a mailto: or https: URL. It checks the TTL, Urgency and
+Topic headers, then decrypts the aes128gcm body with http_ece and records the message.
+A test scripts the responses per subscription, such as 429 with Retry-After, 410 or 500.
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def b64url_decode(text: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class Answer:
-    """One scripted answer of the push service."""
+class PushResponse:
+    """One scripted response of the push service."""
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
-    # Seconds to wait before answering, as a slow push service does.
+    # Seconds to wait before responding, as a slow push service does.
     delay: float = 0.0
 
 
@@ -94,7 +94,7 @@ class LocalPushService:
         self.received: list[ReceivedPush] = []
         self.errors: list[str] = []
         self._subscriptions: dict[str, BrowserSubscription] = {}
-        self._answers: dict[str, deque[Answer]] = {}
+        self._responses: dict[str, deque[PushResponse]] = {}
         self._changed = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -140,9 +140,9 @@ class LocalPushService:
         self._subscriptions[token] = subscription
         return subscription
 
-    def script(self, subscription: BrowserSubscription, *answers: Answer) -> None:
-        """Answer the subscription's next requests with these, then with 201 again."""
-        self._answers.setdefault(subscription.token, deque()).extend(answers)
+    def script(self, subscription: BrowserSubscription, *responses: PushResponse) -> None:
+        """Respond to the subscription's next requests with these, then with 201 again."""
+        self._responses.setdefault(subscription.token, deque()).extend(responses)
 
     def messages(self, subscription: BrowserSubscription) -> list[ReceivedPush]:
         """Return the requests received for the subscription so far."""
@@ -186,18 +186,18 @@ class LocalPushService:
                 self._changed.notify_all()
             return 400, {}
 
-        queue = self._answers.get(subscription.token)
-        answer = queue.popleft() if queue else Answer(201)
+        queue = self._responses.get(subscription.token)
+        response = queue.popleft() if queue else PushResponse(201)
         received_at = time.monotonic()
-        time.sleep(answer.delay)
+        time.sleep(response.delay)
         with self._changed:
-            self.received.append(ReceivedPush(subscription.token, headers, claims, payload, answer.status, received_at))
+            self.received.append(ReceivedPush(subscription.token, headers, claims, payload, response.status, received_at))
             self._changed.notify_all()
-        headers = dict(answer.headers)
-        if answer.status == 201:
+        headers = dict(response.headers)
+        if response.status == 201:
             # RFC 8030, section 5: the push service names the message it created.
             headers.setdefault("Location", f"{self.origin}/message/{secrets.token_hex(6)}")
-        return answer.status, headers
+        return response.status, headers
 
     def _check_authorization(self, value: str) -> dict[str, Any]:
         scheme, _, params = value.partition(" ")
@@ -234,4 +234,5 @@ class LocalPushService:
         if "topic" in headers:
             assert TOPIC.match(headers["topic"]), f"Topic {headers['topic']!r} is not 1-32 base64url characters"
         assert len(body) <= MAX_BODY_BYTES, f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}"
-        assert "crypto-key" not in headers and "encryption" not in headers, "aesgcm (draft) headers sent"
+        assert "crypto-key" not in headers, "Crypto-Key header of the aesgcm draft sent"
+        assert "encryption" not in headers, "Encryption header of the aesgcm draft sent"

@@ -1,8 +1,9 @@
 """The page in Debian's Chromium: shell, Pyodide start-up, live calls and reconnection.
 
 A test-only Starlette app on 127.0.0.1 serves the shell (with the Pyodide path
-filled in and the production Content-Security-Policy), /app/*, the vendored Pyodide
-and a scripted /api/events WebSocket that the test drives message by message.
+filled in and the production Content-Security-Policy), /app/*, /sw.js, the vendored
+Pyodide, a scripted /api/events WebSocket that the test drives message by message, and
+a scripted POST /api/pair.
 Run with `-s` to see the start-up timings.
 """
 
@@ -26,7 +27,7 @@ import uvicorn  # noqa: E402
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
-from starlette.responses import FileResponse, Response  # noqa: E402
+from starlette.responses import FileResponse, JSONResponse, Response  # noqa: E402
 from starlette.routing import Mount, Route, WebSocketRoute  # noqa: E402
 from starlette.staticfiles import StaticFiles  # noqa: E402
 from starlette.websockets import WebSocket, WebSocketDisconnect  # noqa: E402
@@ -127,9 +128,20 @@ class EventScript:
         self.next_snapshot: dict[str, Any] = snapshot(100, [])
         self.serve_ui_zip = True
         self.content_security_policy = CONTENT_SECURITY_POLICY
+        self.paired = True
+        self.pair_replies: list[tuple[int, dict[str, Any]]] = []
+        self.pair_requests: list[Any] = []
+        self.unauthenticated = 0
         self._current: WebSocket | None = None
 
     async def serve(self, websocket: WebSocket) -> None:
+        if not self.paired:
+            # As the agent does without a valid device token: accept, then close with 4401.
+            self.unauthenticated += 1
+            await websocket.accept()
+            await websocket.close(code=4401, reason="unauthenticated")
+            return
+
         if self.refuse_next > 0:
             self.refuse_next -= 1
             self.refused += 1
@@ -154,14 +166,18 @@ class EventScript:
         """Close the open connection from the server side, as a restarting agent does."""
         self._run(self._close())
 
+    def run_close(self, code: int) -> None:
+        """Close the open connection with `code`, as the agent does for a revoked device."""
+        self._run(self._close(code))
+
     async def _send(self, text: str) -> None:
         assert self._current is not None, "no open /api/events connection"
         await self._current.send_text(text)
 
-    async def _close(self) -> None:
+    async def _close(self, code: int = 1012) -> None:
         assert self._current is not None, "no open /api/events connection"
         websocket, self._current = self._current, None
-        await websocket.close(code=1012)
+        await websocket.close(code=code)
 
     def _run(self, coroutine: Any) -> None:
         assert self.loop is not None
@@ -188,6 +204,18 @@ def create_app(script: EventScript, ui_zip: Path) -> Starlette:
             return Response("not found", status_code=404)
         return FileResponse(ui_zip, media_type="application/zip", headers=no_cache)
 
+    async def service_worker(request: Request) -> Response:
+        return FileResponse(WEBAPP_DIR / "sw.js", media_type="text/javascript", headers=no_cache)
+
+    async def pair(request: Request) -> Response:
+        script.pair_requests.append(await request.json())
+        status, body = script.pair_replies.pop(0)
+        response = JSONResponse(body, status_code=status)
+        if status == 200:
+            script.paired = True
+            response.set_cookie("ringboard_device", "test-token", httponly=True, samesite="strict")
+        return response
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
         script.loop = asyncio.get_running_loop()
@@ -199,6 +227,8 @@ def create_app(script: EventScript, ui_zip: Path) -> Starlette:
             Route("/app/boot.js", boot),
             Route("/app/style.css", style),
             Route("/app/ui.zip", archive),
+            Route("/sw.js", service_worker),
+            Route("/api/pair", pair, methods=["POST"]),
             WebSocketRoute("/api/events", script.serve),
             Mount(PYODIDE_BASE.rstrip("/"), StaticFiles(directory=PYODIDE_DIR)),
         ],
@@ -470,4 +500,67 @@ def test_csp_without_wasm_shows_failure(browser: Browser, server: tuple[str, Eve
     expect(page.locator("html[data-ringboard=failed]")).to_have_count(1, timeout=UI_LIVE_TIMEOUT_MS)
     expect(page.locator("#boot-error-detail")).to_contain_text("'wasm-unsafe-eval'")
     assert any("wasm-eval" in violation for violation in problems.csp_violations())
+    page.context.close()
+
+
+def test_unpaired_browser_pairs_with_pin(browser: Browser, server: tuple[str, EventScript], events: EventScript) -> None:
+    events.paired = False
+    events.pair_replies = [
+        (401, {"type": "error", "code": "pin_invalid", "params": {}}),
+        (429, {"type": "error", "code": "pairing_locked", "params": {"retry_after": 90}}),
+        (200, {"user": "anna", "role": "user", "extensions": ["201"], "device": "d-1a2b3c4d"}),
+    ]
+    page, problems = open_page(browser, server[0], locale="de-CH")
+    form = page.locator("#pairing")
+    error = page.locator("#pairing-error")
+    status = page.locator("#status")
+
+    expect(form).to_be_visible(timeout=UI_LIVE_TIMEOUT_MS)
+    expect(form.locator("h2")).to_have_text("Diesen Browser koppeln")
+    expect(status).to_have_attribute("data-connection", "unpaired")
+    expect(status).to_have_text("Nicht gekoppelt")
+    expect(page.locator("#active-calls")).to_be_hidden()
+    expect(page.locator("#pairing-pin")).to_be_focused()
+
+    page.locator("#pairing-pin").fill("123 456 780")
+    page.locator("#pairing-submit").click()
+    expect(error).to_have_text("Diese PIN ist nicht gültig.", timeout=STEP_TIMEOUT_MS)
+
+    page.locator("#pairing-pin").fill("123456781")
+    page.locator("#pairing-pin").press("Enter")
+    expect(error).to_contain_text("Zu viele falsche PINs. Versuchen Sie es nach ", timeout=STEP_TIMEOUT_MS)
+
+    page.locator("#pairing-pin").fill("123456789")
+    page.locator("#pairing-submit").click()
+    expect(page.locator("[data-connection=online]")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    expect(form).to_be_hidden()
+    expect(page.locator("#active-calls")).to_be_visible()
+    assert events.pair_requests == [{"pin": "123456780"}, {"pin": "123456781"}, {"pin": "123456789"}]
+    assert events.unauthenticated == 1
+    assert events.accepted_since == [None]
+
+    events.send({"type": "call", "seq": 101, "event": "ringing", "call": call_object(CALL_ID, "ringing")})
+    expect(page.locator(f"#active-calls [data-call-id={CALL_ID}]")).to_contain_text("Klingelt", timeout=STEP_TIMEOUT_MS)
+
+    # Wrong and locked PINs are answers, not failures: the page logs no errors for them.
+    assert [text for text in problems.errors if "401" not in text and "429" not in text] == []
+    assert problems.csp_violations() == []
+    page.context.close()
+
+
+def test_revoked_browser_clears_calls(browser: Browser, server: tuple[str, EventScript], events: EventScript) -> None:
+    page, problems = open_page(browser, server[0])
+    expect(page.locator("[data-connection=online]")).to_be_visible(timeout=UI_LIVE_TIMEOUT_MS)
+    events.send({"type": "call", "seq": 101, "event": "ringing", "call": call_object(CALL_ID, "ringing")})
+    row = page.locator(f"[data-call-id={CALL_ID}]")
+    expect(row).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+
+    # The agent closes a revoked device's socket with 4401 and refuses it from then on.
+    events.paired = False
+    events.run_close(4401)
+
+    expect(page.locator("#pairing")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    expect(row).to_have_count(0)
+    expect(page.locator("#status")).to_have_attribute("data-connection", "unpaired")
+    assert problems.csp_violations() == []
     page.context.close()

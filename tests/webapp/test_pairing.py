@@ -31,7 +31,7 @@ def shell() -> FakeDom:
 
 
 class FakeAgent:
-    """`post_json` answering with the queued (status, body) pairs and recording the requests."""
+    """`post_json` that returns the queued (status, body) pairs and records the requests."""
 
     def __init__(self, *replies: tuple[int, Any] | Exception) -> None:
         self.replies = list(replies)

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/api/events"
 
 # The agent closes the socket with this code when the device token is missing, unknown
-# or revoked; reconnecting cannot help until the browser is paired again.
+# or revoked. Reconnecting cannot help until the browser is paired again.
 UNAUTHENTICATED_CLOSE_CODE = 4401
 
 

@@ -1,4 +1,4 @@
-"""The pairing form: shown when the agent says this browser has no valid device token.
+"""The pairing form: shown when the agent reports that this browser has no valid device token.
 
 The agent closes the event WebSocket with code 4401 (or answers an API call with 401)
 when the device cookie is missing, unknown or revoked. The page then hides the board
@@ -190,7 +190,7 @@ class Pairing:
         code, params = _error_of(body)
         if status == 400 and code == "bad_request":
             code = "pin_format"
-        log.info("pairing refused: HTTP %d, %s", status, code)
+        log.info("pairing rejected: HTTP %d, %s", status, code)
         self.view.show_error(code, params, self._clock())
         return False
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any, Protocol
 
+from .banner import health_messages
 from .formatting import format_duration, format_full, format_when
 from .i18n import Catalog
 from .state import BoardState, Call, Health
@@ -317,22 +318,7 @@ class BoardView:
         self._set_hidden(banner, not paragraphs)
 
     def _health_texts(self, health: Health | None) -> list[str]:
-        if health is None:
-            return []
-
-        texts = self._texts
-        messages = []
-        for item in health.problems:
-            if item.state == "pending":
-                messages.append(texts.text("health.pending", extension=item.extension))
-                continue
-
-            reason_key = f"health.reason.{item.reason_code}"
-            reason = texts.text(reason_key if texts.has(reason_key) else "health.reason.unknown")
-            if item.reason_status is not None:
-                reason = texts.text("health.reason_status", reason=reason, status=item.reason_status)
-            messages.append(texts.text("health.failing", extension=item.extension, reason=reason))
-        return messages
+        return health_messages(health, self._texts)
 
     def _set_hidden(self, node: Node, hidden: bool) -> None:
         if hidden:

@@ -25,7 +25,7 @@ KEEPALIVE_SPREAD = 0.2
 PONG_TIMEOUT_SECONDS = 10.0
 
 # A TCP or TLS connection (handshake included) to a PBX on the office network takes
-# milliseconds; a target that does not answer within this is skipped for the next.
+# milliseconds. A target that does not respond within this is skipped for the next.
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 PING = b"\r\n\r\n"
@@ -36,8 +36,8 @@ MessageHandler = Callable[[Request | Response, tuple[str, int] | None], None]
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
     """Return a client context that verifies the PBX's certificate and host name.
 
-    With `ca_file` only the certificates in that file are trusted (a PBX with its own
-    CA or a self-signed certificate); without it, the system's trust store.
+    With `ca_file` only the certificates in that file are trusted, as for a PBX with its
+    own CA or a self-signed certificate. Without it the system's trust store is used.
     """
     context = ssl.create_default_context(cafile=ca_file)
     # TLS 1.0 and 1.1 are deprecated (RFC 8996).
@@ -89,8 +89,8 @@ class StreamConnection(asyncio.Protocol):
     """One TCP or TLS connection to the PBX, framed by Content-Length.
 
     `closed` completes with the reason once the connection is gone, whether the peer
-    closed it, a message could not be framed, or a ping got no pong. Pongs are expected
-    only once the peer has answered a ping, because not every PBX answers them.
+    closed it, a message could not be framed, or a ping got no pong. A missing pong
+    counts only once the peer has sent one, because not every PBX responds to pings.
     """
 
     def __init__(
@@ -141,7 +141,7 @@ class StreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._pong_timer is not None:
             # Anything received after a ping shows the peer is alive. A CRLF first is the
-            # pong of RFC 5626 §4.4.1, which tells that this peer answers pings.
+            # pong of RFC 5626 §4.4.1, which shows that this peer responds to pings.
             self._pong_timer.cancel()
             self._pong_timer = None
             if data.startswith(b"\r\n"):
@@ -199,6 +199,7 @@ async def open_stream(
     ssl_context: ssl.SSLContext | None,
     local_host: str | None = None,
     keepalive_seconds: float = KEEPALIVE_SECONDS,
+    pong_timeout: float = PONG_TIMEOUT_SECONDS,
     timeout: float = CONNECT_TIMEOUT_SECONDS,
 ) -> StreamConnection:
     """Connect to a TCP or TLS target; raise OSError, ssl.SSLError or TimeoutError."""
@@ -207,7 +208,7 @@ async def open_stream(
     local = (local_host, 0) if local_host and local_host not in ("0.0.0.0", "::") else None
     _, protocol = await asyncio.wait_for(
         loop.create_connection(
-            lambda: StreamConnection(on_message, keepalive_seconds=keepalive_seconds),
+            lambda: StreamConnection(on_message, keepalive_seconds=keepalive_seconds, pong_timeout=pong_timeout),
             target.host,
             target.port,
             ssl=ssl_context if use_tls else None,
