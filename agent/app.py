@@ -30,6 +30,7 @@ from agent.history import MAX_PAGE
 from agent.middleware import API_PREFIX, ApiError, ApiGuard, SecurityHeaders, error_response, read_json
 from agent.protocol import error_message, snapshot_message
 from agent.service import CallService
+from agent.user_settings import SettingsError, validate_settings, with_defaults
 from agent.users import Session
 from agent.webui import ensure_ui_zip
 
@@ -62,6 +63,12 @@ DEFAULT_HISTORY_PAGE = 50
 MAX_SEQ = 2**63 - 1
 
 HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+# Settings are five small fields; a kilobyte leaves room for spacing and nothing more.
+MAX_SETTINGS_BODY = 1024
+
+# An action's parameters hold at most a note (cut to 4000 characters by the runner).
+MAX_ACTION_BODY = 16 * 1024
 
 
 class ImmutableFiles(StaticFiles):
@@ -132,6 +139,65 @@ def create_app(
             call.pop("_seq", None)
         return JSONResponse({"calls": calls, "next_before": next_before})
 
+    async def settings_endpoint(request: Request) -> Response:
+        session: Session = request.state.session
+        if request.method == "GET":
+            return JSONResponse(with_defaults(auth.store.settings(session.user_id)))
+
+        try:
+            settings = validate_settings(await read_json(request, MAX_SETTINGS_BODY))
+        except ApiError as error:
+            return error.response()
+        except SettingsError as error:
+            return error_response(400, "bad_request", field=error.field, reason=error.reason)
+
+        auth.store.save_settings(session.user_id, settings)
+        log.info("user %s saved page settings from device %s", session.user_name, session.device_id)
+        bus.publish({"type": "settings", "settings": settings}, user=session.user_name)
+        return JSONResponse(settings)
+
+    async def run_action(request: Request) -> Response:
+        session: Session = request.state.session
+        call_id = request.path_params["call_id"]
+        call = _visible_call(service, session, call_id)
+        if call is None:
+            return error_response(404, "not_found", path=request.url.path)
+
+        try:
+            body = await read_json(request, MAX_ACTION_BODY)
+            contact_id, params = _action_body(body)
+        except ApiError as error:
+            return error.response()
+
+        connector = request.path_params["connector"]
+        action = request.path_params["action"]
+        log.info("user %s runs %s of connector %s on call %s", session.user_name, action, connector, call_id)
+        result = await service.actions.run_action(call, connector, action, contact_id, params)
+        return JSONResponse(result.to_json())
+
+    async def choose_contact(request: Request) -> Response:
+        session: Session = request.state.session
+        try:
+            number, connector, contact = _choice_body(await read_json(request, MAX_SETTINGS_BODY))
+        except ApiError as error:
+            return error.response()
+
+        try:
+            service.lookup.choose(number, connector, contact)
+        except ValueError as error:
+            log.info("user %s: contact choice rejected: %s", session.user_name, error)
+            return error_response(400, "bad_request", field="contact", reason="invalid")
+        return JSONResponse({"number": number, "connector": connector, "contact": contact})
+
+    async def mark_done(request: Request) -> Response:
+        session: Session = request.state.session
+        call_id = request.path_params["call_id"]
+        call = _visible_call(service, session, call_id)
+        if call is None:
+            return error_response(404, "not_found", path=request.url.path)
+        marked = service.mark_done(call_id, f"user {session.user_name}")
+        return JSONResponse(marked or call)
+
     async def events(websocket: WebSocket) -> None:
         await _serve_events(websocket, service, bus, auth)
 
@@ -158,6 +224,10 @@ def create_app(
         Route("/api/pair", pair, methods=["POST"]),
         Route("/api/session", session_info),
         Route("/api/history", history_page),
+        Route("/api/settings", settings_endpoint, methods=["GET", "PUT"]),
+        Route("/api/calls/{call_id}/actions/{connector}/{action}", run_action, methods=["POST"]),
+        Route("/api/calls/{call_id}/done", mark_done, methods=["POST"]),
+        Route("/api/contacts/choice", choose_contact, methods=["POST"]),
         WebSocketRoute("/api/events", events),
         Mount("/vendor/pyodide/" + PYODIDE_VERSION, ImmutableFiles(directory=PYODIDE_DIR, check_dir=False)),
     ]
@@ -218,10 +288,16 @@ async def _serve_events(websocket: WebSocket, service: CallService, bus: EventBu
     extensions = _visible_extensions(session)
     live = auth.connect(session)
     # Subscribe before reading the snapshot, so nothing falls between the two.
-    subscriber = bus.subscribe(f"{client} (device {session.device_id}, user {session.user_name})", extensions)
+    subscriber = bus.subscribe(
+        f"{client} (device {session.device_id}, user {session.user_name})", extensions, session.user_name
+    )
     try:
         seq, active, history = service.snapshot_parts(since, extensions)
-        await websocket.send_json(snapshot_message(seq, active, history, service.health()))
+        snapshot = snapshot_message(seq, active, history, service.health())
+        snapshot["cards"] = service.snapshot_cards(active + history)
+        snapshot["settings"] = with_defaults(auth.store.settings(session.user_id))
+        snapshot["caller_actions"] = service.actions.unknown_caller_actions()
+        await websocket.send_json(snapshot)
         await _pump(websocket, subscriber.queue, seq, live)
     except (WebSocketDisconnect, RuntimeError):
         pass
@@ -274,6 +350,51 @@ def _seq_of(encoded: str) -> int | None:
     end = encoded.find(",", marker)
     value = encoded[marker + 6 : end]
     return int(value) if value.isdigit() else None
+
+
+def _visible_call(service: CallService, session: Session, call_id: str) -> dict[str, Any] | None:
+    """Return a stored call of one of the user's extensions, or None (unknown and foreign calls look alike)."""
+    call = service.history.call(call_id)
+    if call is None:
+        return None
+    extensions = _visible_extensions(session)
+    if extensions is not None and call["extension"] not in extensions:
+        return None
+    return call
+
+
+def _action_body(body: Any) -> tuple[str | None, dict[str, Any]]:
+    """Return (contact_id, params) of an action request body, or raise ApiError."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", field="body", reason="not_an_object")
+    unknown = sorted(set(body) - {"contact_id", "params"})
+    if unknown:
+        raise ApiError(400, "bad_request", field=unknown[0], reason="unknown_field")
+    contact_id = body.get("contact_id")
+    if contact_id is not None and not isinstance(contact_id, str):
+        raise ApiError(400, "bad_request", field="contact_id", reason="wrong_type")
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise ApiError(400, "bad_request", field="params", reason="wrong_type")
+    return contact_id, params
+
+
+def _choice_body(body: Any) -> tuple[str, str, str]:
+    """Return (number, connector, contact) of a contact choice body, or raise ApiError."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", field="body", reason="not_an_object")
+    unknown = sorted(set(body) - {"number", "connector", "contact"})
+    if unknown:
+        raise ApiError(400, "bad_request", field=unknown[0], reason="unknown_field")
+    values = []
+    for name in ("number", "connector", "contact"):
+        value = body.get(name)
+        if value is None:
+            raise ApiError(400, "bad_request", field=name, reason="missing")
+        if not isinstance(value, str) or not value:
+            raise ApiError(400, "bad_request", field=name, reason="wrong_type")
+        values.append(value)
+    return values[0], values[1], values[2]
 
 
 def _session_json(session: Session) -> dict[str, Any]:

@@ -26,6 +26,8 @@ class Subscriber:
 
     name: str
     extensions: set[str] | None
+    # The user whose page this is; messages published for one user reach only that user's pages.
+    user: str | None = None
     queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE_LIMIT))
     overflowed: bool = False
 
@@ -42,9 +44,9 @@ class EventBus:
         """The number of connected clients."""
         return len(self._subscribers)
 
-    def subscribe(self, name: str, extensions: set[str] | None = None) -> Subscriber:
+    def subscribe(self, name: str, extensions: set[str] | None = None, user: str | None = None) -> Subscriber:
         """Add a client; `extensions` None means it sees every extension."""
-        subscriber = Subscriber(name, extensions)
+        subscriber = Subscriber(name, extensions, user)
         self._subscribers.add(subscriber)
         return subscriber
 
@@ -52,11 +54,16 @@ class EventBus:
         """Remove a client."""
         self._subscribers.discard(subscriber)
 
-    def publish(self, message: dict[str, Any], extension: str | None = None) -> None:
-        """Queue a message for every client; `extension` None means it concerns everyone."""
+    def publish(self, message: dict[str, Any], extension: str | None = None, user: str | None = None) -> None:
+        """Queue a message for every client that may see `extension` and belongs to `user`.
+
+        `extension` None means the message concerns every extension, `user` None every user.
+        """
         encoded = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         for subscriber in list(self._subscribers):
             if extension is not None and subscriber.extensions is not None and extension not in subscriber.extensions:
+                continue
+            if user is not None and subscriber.user != user:
                 continue
             self._offer(subscriber, encoded)
 

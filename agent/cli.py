@@ -107,10 +107,15 @@ async def serve(config: Config, *, ready: threading.Event | None = None) -> None
 def _run_lab(port: int | None) -> int:
     """Start Kamailio, the simulated phones and their traffic, and observe them."""
     from agent.lab import Lab, LabError
+    from agent.lab.processes import free_port
+    from agent.raw_config import RawSettings
     from agent.lookup.settings import lab_settings
 
     data_dir = Path("var").resolve()
-    lab = Lab(data_dir / "lab")
+    # Kamailio mirrors its SIP to the agent as HEP, so the page shows callers' display
+    # names and outcomes that dialog-info cannot tell.
+    hep_port = free_port()
+    lab = Lab(data_dir / "lab", hep_address=("127.0.0.1", hep_port))
     print("No ringboard.toml found: starting the lab (Kamailio and simulated phones on 127.0.0.1)", flush=True)
     try:
         lab.start()
@@ -127,8 +132,11 @@ def _run_lab(port: int | None) -> int:
             pbx="kamailio",
             listen_host="127.0.0.1",
             listen_port=0,
+            user=lab.agent_user,
+            password=lab.agent_password,
         ),
         lookup=lab_settings(),
+        raw=RawSettings(sources=("subscribe", "hep"), hep_host="127.0.0.1", hep_port=hep_port, hep_transports=("udp",)),
     )
     config = replace(config, agent=replace(config.agent, data_dir=data_dir))
     if port:

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS calls (
     state TEXT NOT NULL,
     started_at TEXT NOT NULL,
     last_seq INTEGER NOT NULL,
-    call_json TEXT NOT NULL
+    call_json TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS cards (
     call_id TEXT PRIMARY KEY,
@@ -64,6 +65,13 @@ class History:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._add_done_column()
+
+    def _add_done_column(self) -> None:
+        """Add the `done` flag of missed calls to a database created before it existed."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        if "done" not in columns:
+            self._db.execute("ALTER TABLE calls ADD COLUMN done INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         """Close the database."""
@@ -98,27 +106,55 @@ class History:
 
     def active_calls(self, extensions: set[str] | None = None) -> list[dict[str, Any]]:
         """Return the calls that have not ended, oldest first."""
-        rows = self._db.execute("SELECT extension, call_json FROM calls WHERE state != 'ended' ORDER BY last_seq")
-        return [json.loads(payload) for extension, payload in rows if _visible(extension, extensions)]
+        rows = self._db.execute("SELECT extension, call_json, done FROM calls WHERE state != 'ended' ORDER BY last_seq")
+        return [_with_done(payload, done) for extension, payload, done in rows if _visible(extension, extensions)]
 
     def recent_calls(self, limit: int, extensions: set[str] | None = None, before: int | None = None) -> list[dict[str, Any]]:
         """Return ended calls whose last event is older than `before`, newest first."""
         limit = max(1, min(limit, MAX_PAGE))
-        query = "SELECT extension, call_json, last_seq FROM calls WHERE state = 'ended'"
+        query = "SELECT extension, call_json, last_seq, done FROM calls WHERE state = 'ended'"
         params: list[Any] = []
         if before is not None:
             query += " AND last_seq < ?"
             params.append(before)
         query += " ORDER BY last_seq DESC"
         calls: list[dict[str, Any]] = []
-        for extension, payload, seq in self._db.execute(query, params):
+        for extension, payload, seq, done in self._db.execute(query, params):
             if _visible(extension, extensions):
-                call = json.loads(payload)
+                call = _with_done(payload, done)
                 call["_seq"] = seq
                 calls.append(call)
                 if len(calls) >= limit:
                     break
         return calls
+
+    def call(self, call_id: str) -> dict[str, Any] | None:
+        """Return a call's latest form with its `done` flag, or None when it is unknown."""
+        row = self._db.execute("SELECT call_json, done FROM calls WHERE id = ?", (call_id,)).fetchone()
+        return None if row is None else _with_done(row[0], row[1])
+
+    def mark_done(self, call_id: str) -> tuple[int, dict[str, Any]] | None:
+        """Flag a call as done and store an `updated` event; return (seq, call), or None if already done or unknown."""
+        call = self.call(call_id)
+        if call is None or call["done"]:
+            return None
+        call["done"] = True
+        seq = self.record(call_id, call["extension"], "updated", call)
+        try:
+            with self._db:
+                self._db.execute("UPDATE calls SET done = 1 WHERE id = ?", (call_id,))
+        except sqlite3.Error as error:
+            raise HistoryError(f"cannot mark call {call_id} done in {self.path}: {error}") from error
+        return seq, call
+
+    def open_missed_calls(self, e164: str, started_before: str) -> list[str]:
+        """Return the ids of ended, unanswered inbound calls from `e164` that started before a time and are not done."""
+        rows = self._db.execute(
+            "SELECT id, call_json FROM calls WHERE state = 'ended' AND done = 0 AND started_at < ? "
+            "AND json_extract(call_json, '$.remote.e164') = ? ORDER BY last_seq",
+            (started_before, e164),
+        )
+        return [call_id for call_id, payload in rows if _is_missed(json.loads(payload))]
 
     def events_since(self, seq: int, extensions: set[str] | None = None) -> list[tuple[int, str, dict[str, Any]]] | None:
         """Return (seq, kind, call) of every event after `seq`, or None if too many to replay."""
@@ -165,6 +201,16 @@ class History:
         if removed:
             log.info("purged %d calls older than %d days", removed, days)
         return removed
+
+
+def _with_done(payload: str, done: int) -> dict[str, Any]:
+    call = json.loads(payload)
+    call["done"] = bool(done)
+    return call
+
+
+def _is_missed(call: dict[str, Any]) -> bool:
+    return call.get("outcome") == "missed" and call.get("direction") in ("inbound", "unknown")
 
 
 def _visible(extension: str, extensions: set[str] | None) -> bool:

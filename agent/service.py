@@ -251,10 +251,41 @@ class CallService:
                 call.id, call.extension, event.kind, call.direction, call.outcome or call.state,
             )
             self.bus.publish(call_message(seq, event, payload), call.extension)
+            self._close_missed_calls_of(payload)
             if event.kind != EventKind.ENDED:
                 self._start_lookup(call)
             else:
                 self._spawn(self._auto_log(call, payload), f"auto-log-{call.id}")
+
+    # Missed calls as a to-do list (added with the page's "done" control) ----------------
+
+    def mark_done(self, call_id: str, by: str) -> dict[str, Any] | None:
+        """Mark a call done, tell the pages of its extension, and return the call; None if it already was."""
+        try:
+            marked = self.history.mark_done(call_id)
+        except HistoryError as error:
+            log.error("call %s: %s", call_id, error)
+            return None
+        if marked is None:
+            return None
+        seq, call = marked
+        log.info("call %s on extension %s marked done by %s", call_id, call["extension"], by)
+        self.bus.publish({"type": "call", "seq": seq, "event": "updated", "call": call}, call["extension"])
+        return call
+
+    def _close_missed_calls_of(self, payload: dict[str, Any]) -> None:
+        """Mark earlier missed calls of a number done once the office reached that number.
+
+        The office reached it when a call with it ended answered here, or when someone
+        placed an outgoing call to it (a call back, even unanswered, counts as handled).
+        """
+        e164 = payload["remote"].get("e164")
+        answered = payload["state"] == "ended" and payload["outcome"] == "answered"
+        called_back = payload["direction"] == "outbound" and payload["state"] in ("ringing", "connected")
+        if not e164 or not (answered or called_back):
+            return
+        for call_id in self.history.open_missed_calls(e164, payload["started_at"]):
+            self.mark_done(call_id, f"call {payload['id']} with the same number")
 
     # Caller lookup and CRM logging -------------------------------------------------------
 

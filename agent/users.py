@@ -19,6 +19,7 @@ how the agent notices a `devices revoke` run by the CLI in another process.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -89,6 +90,11 @@ CREATE TABLE IF NOT EXISTS devices (
     revoked_at TEXT
 );
 CREATE INDEX IF NOT EXISTS devices_by_user ON devices (user_id);
+CREATE TABLE IF NOT EXISTS user_settings (
+    user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    settings_json TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 """
 
 
@@ -343,6 +349,23 @@ class UserStore:
         revoked = self.device(device_id)
         assert revoked is not None
         return revoked
+
+    # Page settings ----------------------------------------------------------------------
+
+    def settings(self, user_id: int) -> dict[str, Any] | None:
+        """Return a user's stored page settings, or None when the user never saved any."""
+        row = self._db.execute("SELECT settings_json FROM user_settings WHERE user_id = ?", (user_id,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def save_settings(self, user_id: int, settings: dict[str, Any]) -> None:
+        """Store a user's page settings, replacing the earlier ones."""
+        payload = json.dumps(settings, separators=(",", ":"), ensure_ascii=False)
+        with self._db:
+            self._db.execute(
+                "INSERT INTO user_settings (user_id, settings_json, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(user_id) DO UPDATE SET settings_json = excluded.settings_json, updated_at = excluded.updated_at",
+                (user_id, payload, _now()),
+            )
 
     # Helpers ----------------------------------------------------------------------------
 

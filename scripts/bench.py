@@ -14,7 +14,6 @@ import json
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 

@@ -62,7 +62,15 @@ class Lab:
     Usage: ``with Lab(Path("var/lab")) as lab: lab.call(to="201").wait(30)``.
     """
 
-    def __init__(self, workdir: Path | str, sip_port: int = 0, *, auth_algorithm: str = "MD5") -> None:
+    def __init__(
+        self,
+        workdir: Path | str,
+        sip_port: int = 0,
+        *,
+        auth_algorithm: str = "MD5",
+        hep_address: tuple[str, int] | None = None,
+    ) -> None:
+        self.hep_address = hep_address
         if auth_algorithm not in AUTH_ALGORITHMS:
             raise ValueError(f"invalid auth_algorithm {auth_algorithm!r}: expected one of {', '.join(AUTH_ALGORITHMS)}")
         # SIPp resolves scenario and log paths against its own working directory.
@@ -132,6 +140,7 @@ class Lab:
             agent_user=self.agent_user,
             agent_password=self.agent_password,
             auth_algorithm=self.auth_algorithm,
+            hep_address=self.hep_address,
         )
         self._pbx = Pbx(settings, self.workdir, self._guard)
         self._pbx.start()

@@ -63,6 +63,8 @@ class PbxSettings:
     agent_password: str = field(repr=False)
     # "MD5" or "SHA-256", the digest algorithm of the challenges.
     auth_algorithm: str = "MD5"
+    # Where siptrace mirrors every SIP message as HEP v3, or None for no mirror.
+    hep_address: tuple[str, int] | None = None
 
 
 def find_module_dir() -> Path:
@@ -109,8 +111,32 @@ def render_config(settings: PbxSettings, module_dir: Path, pua_db: Path, tls_con
         "tls_config": str(tls_config),
         "agent_user": settings.agent_user,
         "auth_algorithm": settings.auth_algorithm,
+        "siptrace": _siptrace(settings.hep_address),
     }
     return render_template(template, values)
+
+
+def _siptrace(hep_address: tuple[str, int] | None) -> str:
+    """Return the siptrace lines that mirror all SIP as HEP v3, or nothing.
+
+    Kamailio's siptrace defaults to HEP version 1, which carries no chunks, so version 3
+    is set; trace_mode 1 traces every message without route script changes.
+    """
+    if hep_address is None:
+        return ""
+    host, port = hep_address
+    return "\n".join(
+        [
+            'loadmodule "siptrace.so"',
+            f'modparam("siptrace", "duplicate_uri", "sip:{host}:{port}")',
+            'modparam("siptrace", "hep_mode_on", 1)',
+            'modparam("siptrace", "hep_version", 3)',
+            'modparam("siptrace", "hep_capture_id", 2001)',
+            'modparam("siptrace", "trace_to_database", 0)',
+            'modparam("siptrace", "trace_on", 1)',
+            'modparam("siptrace", "trace_mode", 1)',
+        ]
+    )
 
 
 def create_pua_database(path: Path, accounts: Mapping[str, str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """The `crm` message of the event protocol: a call's cards, pending connectors and errors.
 
-`docs/cards.md` documents the message with examples that the tests load.
+`docs/protocol.md` ("Caller cards") documents the message with examples that the tests load.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the benchmarks share: figures, the agent as a child process, the client process, clocks.
+"""Shared parts of the benchmarks: figures, the agent as a child process, the client process, clocks.
 
 Every timestamp is `time.perf_counter()`, which is CLOCK_MONOTONIC on Linux and so
 comparable between the load generator, the agent and the client processes.
@@ -23,11 +23,11 @@ VENV_BIN = ROOT / ".venv" / "bin"
 RINGBOARD = VENV_BIN / "ringboard"
 WSCLIENTS = Path(__file__).resolve().parent / "wsclients.py"
 
-# The checkout whose agent is benchmarked; `--agent-root` points it at another one, so a
-# change can be compared with the code before it in the same conditions.
+# The checkout whose agent is benchmarked. `--agent-root` points it at another one, so
+# that a change can be compared with the code before it under the same conditions.
 agent_root = ROOT
 
-# Where `--profile DIR` puts py-spy profiles of the agent; None profiles nothing.
+# Folder for the profiles that `--profile DIR` asks for, or None for no profiles.
 profile_dir: Path | None = None
 
 # The agent subscribes, binds HTTP and builds the UI zip within a few seconds here.

@@ -47,7 +47,7 @@ def latencies(
     """Return (latencies in ms, frames expected, frames missing) of the measured calls.
 
     `sent` maps (caller number, event) to the NOTIFY's send time and extension; a client
-    with `visible` None sees every extension.
+    with `visible` None receives the calls of every extension.
     """
     messages = records["messages"]
     sent_per_extension: dict[str, int] = {}

@@ -10,6 +10,7 @@ ringing NOTIFY to the `crm` message at a WebSocket client.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import random
 import shutil
 import subprocess
@@ -61,7 +62,13 @@ def national_number(index: int) -> str:
 def written_forms(nsn: str, index: int) -> str:
     """Write a number the ways CRMs and phones store it, one form per index."""
     local = f"0{nsn[:2]} {nsn[2:5]} {nsn[5:7]} {nsn[7:]}"
-    forms = (local, f"+41 {nsn[:2]} {nsn[2:5]} {nsn[5:7]} {nsn[7:]}", f"+41 (0){nsn}", f"0041{nsn}", f"tel:+41-{nsn[:2]}-{nsn[2:5]}-{nsn[5:]}")
+    forms = (
+        local,
+        f"+41 {nsn[:2]} {nsn[2:5]} {nsn[5:7]} {nsn[7:]}",
+        f"+41 (0){nsn}",
+        f"0041{nsn}",
+        f"tel:+41-{nsn[:2]}-{nsn[2:5]}-{nsn[5:]}",
+    )
     return forms[index % len(forms)]
 
 
@@ -115,7 +122,10 @@ async def timed_lookups(lookup: Callable[[str], Awaitable[LookupUpdate]], caller
     return values
 
 
-def summary(benchmark: str, name: str, values: list[float], setup: str, target: tuple[str, float] | None = None) -> list[Figure]:
+def summary(
+    benchmark: str, name: str, values: list[float], setup: str, target: tuple[str, float] | None = None
+) -> list[Figure]:
+    """Return the p50 and p99 figures of `values`, checked against `target` when given."""
     p50 = Figure(benchmark, f"{name}, p50", round(percentile(values, 0.5), 3), "ms", setup)
     p99 = Figure(benchmark, f"{name}, p99", round(percentile(values, 0.99), 3), "ms", setup)
     if target is not None:
@@ -154,7 +164,8 @@ async def address_book_lookups(work: Path, count: int) -> list[Figure]:
     cached = LookupService([connector], RULES)
     callers = caller_uris(100, count, 0.5, seed=2)
     await timed_lookups(cached.lookup_final, callers)
-    cached_ms = await timed_lookups(cached.lookup_final, [callers[index % len(callers)] for index in range(CACHED_LOOKUPS)])
+    repeated = [callers[index % len(callers)] for index in range(CACHED_LOOKUPS)]
+    cached_ms = await timed_lookups(cached.lookup_final, repeated)
     book.close()
 
     setup = (
@@ -181,8 +192,14 @@ MKCOL_ADDRESSBOOK = """<?xml version="1.0" encoding="utf-8"?>
 
 
 def vcard(contact: Contact) -> str:
-    lines = ["BEGIN:VCARD", "VERSION:3.0", f"UID:{contact.uid}", f"FN:{contact.display_name}",
-             f"N:{contact.family_name};{contact.given_name};;;", f"ORG:{contact.org}"]
+    lines = [
+        "BEGIN:VCARD",
+        "VERSION:3.0",
+        f"UID:{contact.uid}",
+        f"FN:{contact.display_name}",
+        f"N:{contact.family_name};{contact.given_name};;;",
+        f"ORG:{contact.org}",
+    ]
     lines += [f"TEL;TYPE={phone.kind}:{phone.number}" for phone in contact.phones]
     lines.append("END:VCARD")
     return "\r\n".join(lines) + "\r\n"
@@ -190,9 +207,7 @@ def vcard(contact: Contact) -> str:
 
 async def carddav_lookups(work: Path) -> list[Figure]:
     """Fill Radicale, sync it into the local index, then time lookups there."""
-    try:
-        import radicale  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("radicale") is None:
         return [Figure("lookup", "CardDAV", "not run: Radicale is not installed", "", "pip install -e '.[test]'")]
     folder = work / "radicale"
     folder.mkdir()
@@ -216,10 +231,13 @@ async def carddav_lookups(work: Path) -> list[Figure]:
             response = await client.request("MKCOL", url, content=MKCOL_ADDRESSBOOK)
             response.raise_for_status()
             # Radicale replaces a collection's items with the cards of one PUT on it.
-            response = await client.put(url, content="".join(vcard(c) for c in contacts), headers={"Content-Type": "text/vcard"})
+            cards = "".join(vcard(contact) for contact in contacts)
+            response = await client.put(url, content=cards, headers={"Content-Type": "text/vcard"})
             response.raise_for_status()
 
-        settings = CardDavSettings(type="carddav", name="carddav", label="CardDAV", url=url, username="ringboard", password=Secret("secret"))
+        settings = CardDavSettings(
+            type="carddav", name="carddav", label="CardDAV", url=url, username="ringboard", password=Secret("secret")
+        )
         connector = CardDavConnector(settings, book)
         started = time.perf_counter()
         result = await connector.sync()
@@ -237,7 +255,13 @@ async def carddav_lookups(work: Path) -> list[Figure]:
         f"{values.found} of {len(values)} callers found"
     )
     return [
-        Figure("lookup", f"CardDAV full sync, {result.updated} cards", round(sync_seconds, 2), "s", "sync-collection REPORT and multiget"),
+        Figure(
+            "lookup",
+            f"CardDAV full sync, {result.updated} cards",
+            round(sync_seconds, 2),
+            "s",
+            "sync-collection REPORT and multiget",
+        ),
         *summary("lookup", "CardDAV-synced, uncached", values, setup),
     ]
 
@@ -271,27 +295,30 @@ async def ldap_lookups(work: Path) -> list[Figure]:
     slapadd = shutil.which("slapadd", path="/usr/sbin:/usr/local/sbin:/usr/bin")
     if slapd is None or slapadd is None or not SCHEMA_DIR.is_dir():
         return [Figure("lookup", "LDAP", "not run: slapd is not installed", "", "scripts/setup installs slapd")]
+
     folder = work / "slapd"
     (folder / "db").mkdir(parents=True)
-    port = free_port()
-    modules = f"modulepath {MODULE_DIR}\nmoduleload back_mdb\n" if any(MODULE_DIR.glob("back_mdb*")) else ""
     config = folder / "slapd.conf"
-    config.write_text(
-        "".join(f"include {SCHEMA_DIR / name}.schema\n" for name in ("core", "cosine", "inetorgperson"))
-        + f"pidfile {folder / 'slapd.pid'}\nargsfile {folder / 'slapd.args'}\n" + modules
-        + f'database mdb\nmaxsize 104857600\nsuffix "{SLAPD_SUFFIX}"\nrootdn "{SLAPD_ADMIN}"\nrootpw {SLAPD_PASSWORD}\n'
-        f"directory {folder / 'db'}\nindex objectClass eq\nindex telephoneNumber,mobile,homePhone eq,sub\n"
-    )
-    (folder / "entries.ldif").write_text(ldif(LDAP_ENTRIES))
-    subprocess.run([slapadd, "-q", "-f", str(config), "-l", str(folder / "entries.ldif")], check=True, capture_output=True)
+    config.write_text(slapd_config(folder))
+    entries = folder / "entries.ldif"
+    entries.write_text(ldif(LDAP_ENTRIES))
+    subprocess.run([slapadd, "-q", "-f", str(config), "-l", str(entries)], check=True, capture_output=True)
+
+    port = free_port()
     log = (folder / "slapd.log").open("wb")
-    process = subprocess.Popen([slapd, "-f", str(config), "-h", f"ldap://127.0.0.1:{port}/", "-d", "0"], stdout=log, stderr=log)
+    command = [slapd, "-f", str(config), "-h", f"ldap://127.0.0.1:{port}/", "-d", "0"]
+    process = subprocess.Popen(command, stdout=log, stderr=log)
     log.close()
     try:
         await wait_for_port(port, process)
         settings = LdapSettings(
-            type="ldap", name="ldap", label="Directory", url=f"ldap://127.0.0.1:{port}", base_dn=SLAPD_SUFFIX,
-            bind_dn=SLAPD_ADMIN, password=Secret(SLAPD_PASSWORD),
+            type="ldap",
+            name="ldap",
+            label="Directory",
+            url=f"ldap://127.0.0.1:{port}",
+            base_dn=SLAPD_SUFFIX,
+            bind_dn=SLAPD_ADMIN,
+            password=Secret(SLAPD_PASSWORD),
         )
         service = LookupService([LdapConnector(settings, timeout=1.5, match_digits=8)], RULES, cache_seconds=0)
         callers = caller_uris(LOOKUPS, LDAP_ENTRIES, 0.5, seed=4)
@@ -299,11 +326,28 @@ async def ldap_lookups(work: Path) -> list[Figure]:
         values = await timed_lookups(service.lookup_final, callers)
     finally:
         stop_process(process)
+
     setup = (
         f"slapd on 127.0.0.1 with {LDAP_ENTRIES} people, a bind and a search per lookup; "
         f"{values.found} of {len(values)} callers found"
     )
     return summary("lookup", "LDAP live query", values, setup)
+
+
+def slapd_config(folder: Path) -> str:
+    """Return a slapd.conf for one MDB database under `folder`, as tests/lookup/conftest.py writes it."""
+    # Debian builds back_mdb as a loadable module; other builds link it in.
+    modules = f"modulepath {MODULE_DIR}\nmoduleload back_mdb\n" if any(MODULE_DIR.glob("back_mdb*")) else ""
+    schemas = "".join(f"include {SCHEMA_DIR / name}.schema\n" for name in ("core", "cosine", "inetorgperson"))
+    return (
+        schemas
+        + f"pidfile {folder / 'slapd.pid'}\nargsfile {folder / 'slapd.args'}\n"
+        + modules
+        + "database mdb\nmaxsize 104857600\n"
+        + f'suffix "{SLAPD_SUFFIX}"\nrootdn "{SLAPD_ADMIN}"\nrootpw {SLAPD_PASSWORD}\n'
+        + f"directory {folder / 'db'}\n"
+        + "index objectClass eq\nindex telephoneNumber,mobile,homePhone eq,sub\n"
+    )
 
 
 # Cards on the page ----------------------------------------------------------------------
@@ -366,10 +410,17 @@ async def cards_on_page(work: Path) -> list[Figure]:
     setup = f"agent with the demo address book, 1 WebSocket client, {pairing.note}; {len(DEMO_CALLERS)} callers"
     figures = []
     for name, values in rows.items():
-        label = {"call uncached": "ringing NOTIFY to call frame", "cards uncached": "ringing NOTIFY to cards, uncached",
-                 "cards cached": "ringing NOTIFY to cards, cached"}[name]
-        figures.append(Figure("lookup", f"{label}, median", round(percentile(values, 0.5), 2), "ms", setup + f", {len(values)} measured"))
+        label = ROW_LABELS[name]
+        median = round(percentile(values, 0.5), 2)
+        figures.append(Figure("lookup", f"{label}, median", median, "ms", setup + f", {len(values)} measured"))
     return figures
+
+
+ROW_LABELS = {
+    "call uncached": "ringing NOTIFY to call frame",
+    "cards uncached": "ringing NOTIFY to cards, uncached",
+    "cards cached": "ringing NOTIFY to cards, cached",
+}
 
 
 # Servers ---------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Users and paired devices for the WebSocket benchmarks, when the agent has them.
 
 Whether the agent has users is checked at run time: `ringboard users --help` succeeds,
-or the running agent has `POST /api/pair` (it answers a malformed PIN with 400, which
-counts toward no lock-out). With users, the benchmark creates one user per client and pairs one device
+or the running agent serves `POST /api/pair` (it returns 400 for a malformed PIN and
+counts no lock-out for it). With users, the benchmark creates one user per client and pairs one device
 each through `POST /api/pair {pin}`, as a browser does, and each client sends its
 device cookie. Without them the WebSocket needs no token: every client connects
 unpaired and sees every extension, and the figures say so.
@@ -26,15 +26,15 @@ from pathlib import Path
 from . import common
 from .common import agent_command
 
-# A PIN as `ringboard users add` prints it: nine digits, perhaps grouped by spaces.
-_PIN = re.compile(r"\b(\d{3}[ -]?\d{3}[ -]?\d{3})\b")
+# The PIN line of `ringboard users add`: "PIN: 467 072 212".
+_PIN = re.compile(r"PIN:\s*(\d{3}[ -]?\d{3}[ -]?\d{3})\b")
 
 COMMAND_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
 class ClientPlan:
-    """One client: its user's name and the extensions it sees (None for every extension)."""
+    """One client: its user's name and the extensions whose calls it receives (None for all)."""
 
     user: str
     extensions: tuple[str, ...] | None
@@ -42,7 +42,7 @@ class ClientPlan:
 
 @dataclass
 class Pairing:
-    """How the clients of one run authenticate: their Cookie headers, or None when unpaired."""
+    """Credentials of one run's clients: a Cookie header per client, None when unpaired."""
 
     paired: bool
     cookies: list[str | None]
@@ -111,11 +111,7 @@ def add_user(config: Path, data_dir: Path, client: ClientPlan) -> str:
 
 
 def add_user_with_command(config: Path, name: str, extensions: tuple[str, ...], role: str) -> str:
-    """Run `ringboard users add` and return the PIN it prints.
-
-    NOTE: the options (`--extension` per extension, `--role`) follow the user store's
-    terms; check them against `ringboard users add --help` when this path is used.
-    """
+    """Run `ringboard users add` and return the PIN it prints."""
     args = ["users", "add", name, "--config", str(config), "--role", role]
     for extension in extensions:
         args += ["--extension", extension]

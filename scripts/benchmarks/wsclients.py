@@ -10,9 +10,9 @@ records the arrival time of every frame until a line `stop` arrives on stdin (or
 `--max-seconds` pass). It then writes the records as JSON to `--out` and prints `done`.
 
 The client is a minimal RFC 6455 implementation on an asyncio Protocol rather than the
-`websockets` library: at 200 clients and 150 messages per second the clients receive
-30,000 frames per second, and a full client library would take a core of this two-core
-machine away from the agent under test. Times are `time.perf_counter()` seconds, which
+`websockets` library. At 200 clients and 150 messages per second the clients receive
+30,000 frames per second, and on a two-core machine their CPU use must stay small next
+to the agent's. Times are `time.perf_counter()` seconds, which
 is CLOCK_MONOTONIC on Linux and so comparable with the load generator's clock.
 Standard library only: it runs as a plain script.
 """

@@ -1,4 +1,4 @@
-"""The `crm` message: the examples of docs/cards.md are exactly what `cards_message` builds."""
+"""The `crm` message: the examples of docs/protocol.md are exactly what `cards_message` builds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from agent.lookup.numbers import Match, MatchReason, SkipReason
 from agent.lookup.protocol import cards_message
 from agent.lookup.service import ConnectorFailure, LookupUpdate
 
-CARDS_DOC = Path(__file__).resolve().parents[2] / "docs" / "cards.md"
+CARDS_DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 
 def load_examples() -> dict[str, Any]:

@@ -308,7 +308,7 @@ def test_resume_seq_is_last_seq() -> None:
 def test_unknown_message_type_is_ignored() -> None:
     state = BoardState()
 
-    assert state.apply({"type": "crm", "cards": []}) is False
+    assert state.apply({"type": "presence", "cards": []}) is False
     assert state.seq is None
 
 

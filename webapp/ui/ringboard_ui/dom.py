@@ -140,16 +140,16 @@ def open_socket(url: str, handlers: SocketHandlers) -> BrowserSocket:
 
 async def post_json(url: str, body: Mapping[str, Any]) -> tuple[int, Any]:
     """POST `body` as JSON with the page's cookies; return the status and the decoded reply (None if not JSON)."""
-    options = to_js(
-        {
-            "method": "POST",
-            "headers": {"Content-Type": "application/json"},
-            "body": json.dumps(body),
-            "credentials": "same-origin",
-            "cache": "no-store",
-        },
-        dict_converter=js.Object.fromEntries,
-    )
+    return await request_json("POST", url, body)
+
+
+async def request_json(method: str, url: str, body: Mapping[str, Any] | None = None) -> tuple[int, Any]:
+    """Send a request with an optional JSON body; return the status and the decoded reply (None if not JSON)."""
+    init: dict[str, Any] = {"method": method, "credentials": "same-origin", "cache": "no-store"}
+    if body is not None:
+        init["headers"] = {"Content-Type": "application/json"}
+        init["body"] = json.dumps(body)
+    options = to_js(init, dict_converter=js.Object.fromEntries)
     response = await js.fetch(url, options)
     text = str(await response.text())
     try:
@@ -191,3 +191,27 @@ def page_visible() -> bool:
 def mark(name: str) -> None:
     """Add a `performance.mark`, which start-up timings are read from."""
     js.performance.mark(name)
+
+
+def action_target(event: Any) -> dict[str, str] | None:
+    """Return the `data-*` attributes of the clicked element with `data-action`, or None."""
+    target = event.target
+    node = target.closest("[data-action]") if target is not None and hasattr(target, "closest") else None
+    if node is None:
+        return None
+    return {str(name)[5:]: str(node.getAttribute(name)) for name in node.getAttributeNames() if str(name).startswith("data-")}
+
+
+def input_value(event: Any) -> str:
+    """Return the value of the input an `input` or `change` event came from."""
+    return str(event.target.value)
+
+
+def near_page_end(margin: float = 400.0) -> bool:
+    """Return whether the page is scrolled to within `margin` pixels of its end."""
+    return js.window.innerHeight + js.window.scrollY >= js.document.body.scrollHeight - margin
+
+
+def reload_page() -> None:
+    """Reload the page, as after pairing this browser again."""
+    js.location.reload()

@@ -13,10 +13,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .connection import EventConnection, events_url
+from .controls import PageControls
 from .i18n import choose_language, load_catalog
 from .pairing import PAIRING_FORM_ID, Pairing, PairingView
 from .state import BoardState, ProtocolError
-from .view import STATUS_ID, BoardView
+from .view import HISTORY_FILTER_ID, HISTORY_SEARCH_ID, STATUS_ID, BoardView
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class Board:
     def __init__(self, view: BoardView, state: BoardState) -> None:
         self.view = view
         self.state = state
+        # Called after a `settings` message or a snapshot, to switch the language.
+        self.on_settings: Any = None
 
     def handle_text(self, text: str) -> str | None:
         """Apply one message; return its `type`, or None when it was invalid and ignored."""
@@ -50,7 +53,9 @@ class Board:
             log.warning("ignored an invalid %r message: %s", kind, error)
             return None
 
-        if changed:
+        if changed and kind in ("settings", "snapshot") and self.on_settings is not None:
+            self.on_settings()
+        elif changed:
             self.view.render(self.state, utc_now())
         return kind
 
@@ -87,7 +92,8 @@ def start() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    texts = load_catalog(choose_language(dom.preferred_languages()))
+    languages = dom.preferred_languages()
+    texts = load_catalog(choose_language(languages))
     browser_dom = dom.BrowserDom()
     view = BoardView(browser_dom, texts)
     state = BoardState()
@@ -126,7 +132,62 @@ def start() -> None:
         if dom.page_visible():
             connection.reconnect_now()
 
+    controls = PageControls(state, view, dom.request_json, lambda: view.render(state, utc_now()), languages)
+    board.on_settings = controls.apply_settings
+    settings_pin = PairingView(
+        browser_dom, texts, pin_id="settings-pin", submit_id="settings-pin-submit", error_id="settings-pin-error"
+    )
+    settings_pairing = Pairing(settings_pin, dom.post_json, on_paired=dom.reload_page)
+
+    def spawn(job: Any) -> None:
+        task = asyncio.ensure_future(job)
+        submissions.add(task)
+        task.add_done_callback(submissions.discard)
+
+    def on_click(event: Any) -> None:
+        data = dom.action_target(event)
+        if data is None:
+            return
+        action = data.get("action")
+        if action == "run":
+            spawn(controls.run_action(data))
+        elif action == "done":
+            spawn(controls.mark_done(data["call-id"]))
+        elif action == "choose":
+            spawn(controls.choose_contact(data))
+        elif action == "settings":
+            controls.toggle_settings()
+        elif action == "settings-close":
+            controls.toggle_settings(False)
+        elif action == "history-more":
+            spawn(controls.load_older())
+
+    def on_settings_submit(event: Any) -> None:
+        event.preventDefault()
+        spawn(controls.save_settings(controls.read_settings_form()))
+
+    def on_pin_submit(event: Any) -> None:
+        event.preventDefault()
+        spawn(settings_pairing.submit())
+
+    def on_filter_change(event: Any) -> None:
+        spawn(controls.save_settings({"history_filter": dom.input_value(event)}))
+
+    def on_search(event: Any) -> None:
+        view.search_text = dom.input_value(event)
+        view.render(state, utc_now())
+
+    def on_scroll(event: Any) -> None:
+        if state.history and not state.history_complete and dom.near_page_end():
+            spawn(controls.load_older())
+
     listeners = dom.Listeners()
+    listeners.add(dom.document(), "click", on_click)
+    listeners.add(browser_dom.element_by_id("settings-form"), "submit", on_settings_submit)
+    listeners.add(browser_dom.element_by_id("settings-pin-form"), "submit", on_pin_submit)
+    listeners.add(browser_dom.element_by_id(HISTORY_FILTER_ID), "change", on_filter_change)
+    listeners.add(browser_dom.element_by_id(HISTORY_SEARCH_ID), "input", on_search)
+    listeners.add(dom.window(), "scroll", on_scroll)
     listeners.add(browser_dom.element_by_id(STATUS_ID), "click", lambda event: connection.reconnect_now())
     listeners.add(dom.window(), "online", lambda event: connection.reconnect_now())
     listeners.add(dom.document(), "visibilitychange", on_visibility_change)

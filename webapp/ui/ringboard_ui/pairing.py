@@ -68,10 +68,23 @@ def retry_time(now: datetime, retry_after: float) -> datetime:
 class PairingView:
     """Shows and hides the form in place of the board, and shows translated errors."""
 
-    def __init__(self, dom: PairingDom, texts: Catalog, zone: tzinfo | None = None) -> None:
+    def __init__(
+        self,
+        dom: PairingDom,
+        texts: Catalog,
+        zone: tzinfo | None = None,
+        *,
+        pin_id: str = PAIRING_PIN_ID,
+        submit_id: str = PAIRING_SUBMIT_ID,
+        error_id: str = PAIRING_ERROR_ID,
+    ) -> None:
         self._dom = dom
         self._texts = texts
         self._zone = zone
+        # The settings panel reuses this view for its "new PIN" field with its own ids.
+        self._pin_id = pin_id
+        self._submit_id = submit_id
+        self._error_id = error_id
 
     @property
     def visible(self) -> bool:
@@ -84,13 +97,13 @@ class PairingView:
         self._set_hidden(HISTORY_SECTION_ID, True)
         self._set_hidden(PAIRING_ID, False)
         self.clear_error()
-        pin = self._dom.element_by_id(PAIRING_PIN_ID)
+        pin = self._dom.element_by_id(self._pin_id)
         self._dom.set_value(pin, "")
         self._dom.focus(pin)
 
     def hide(self) -> None:
         """Show the board again and forget the typed PIN."""
-        self._dom.set_value(self._dom.element_by_id(PAIRING_PIN_ID), "")
+        self._dom.set_value(self._dom.element_by_id(self._pin_id), "")
         self.clear_error()
         self._set_hidden(PAIRING_ID, True)
         self._set_hidden(ACTIVE_SECTION_ID, False)
@@ -98,11 +111,11 @@ class PairingView:
 
     def pin_text(self) -> str:
         """Return what the user typed into the PIN field."""
-        return self._dom.get_value(self._dom.element_by_id(PAIRING_PIN_ID))
+        return self._dom.get_value(self._dom.element_by_id(self._pin_id))
 
     def set_busy(self, busy: bool) -> None:
         """Disable the submit button while a PIN is being checked."""
-        button = self._dom.element_by_id(PAIRING_SUBMIT_ID)
+        button = self._dom.element_by_id(self._submit_id)
         if busy:
             self._dom.set_attribute(button, "disabled", "")
             self._dom.set_attribute(button, "aria-busy", "true")
@@ -125,13 +138,13 @@ class PairingView:
         else:
             text = texts.text("error.unknown", code=code)
 
-        node = self._dom.element_by_id(PAIRING_ERROR_ID)
+        node = self._dom.element_by_id(self._error_id)
         self._dom.set_text(node, text)
         self._dom.remove_attribute(node, "hidden")
 
     def clear_error(self) -> None:
         """Remove the error text."""
-        node = self._dom.element_by_id(PAIRING_ERROR_ID)
+        node = self._dom.element_by_id(self._error_id)
         self._dom.set_text(node, "")
         self._dom.set_attribute(node, "hidden", "")
 

@@ -1,22 +1,35 @@
 """The page's model: applies event-protocol messages to the calls the board shows.
 
 Pure Python with no `js` import. The messages are the ones in docs/protocol.md
-(version 1): `snapshot`, `call`, `health` and `error`.
+(version 1): `snapshot`, `call`, `crm`, `settings`, `health` and `error`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any
+
+from .cards import (
+    CallCards,
+    CallerActions,
+    CardsError,
+    DEFAULT_SETTINGS,
+    parse_call_cards,
+    parse_caller_actions,
+    parse_settings,
+)
 
 PROTOCOL_VERSION = 1
 
 # Ended calls kept in the page, newest first. A receptionist's page stays open all day,
 # so the cap bounds the DOM; 200 is also the largest page `GET /api/history` returns.
 HISTORY_LIMIT = 200
+
+# The largest page `GET /api/history` returns.
+MAX_HISTORY_PAGE = 200
 
 LIVE_STATES = frozenset({"ringing", "connected", "held"})
 UNANSWERED_OUTCOMES = frozenset({"missed", "busy", "rejected", "failed"})
@@ -70,6 +83,18 @@ class Call:
     outcome_reason: str | None = None
     answered_by: str | None = None
     transferred_to: str | None = None
+    # None when the message did not say; a missed call the office dealt with is True.
+    done: bool | None = None
+
+    @property
+    def is_missed(self) -> bool:
+        """Whether the call is an incoming call that nobody answered."""
+        return self.kind == CallKind.INCOMING_MISSED
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the call is a missed call still on the to-do list."""
+        return self.is_missed and not self.done
 
     @property
     def is_live(self) -> bool:
@@ -225,6 +250,7 @@ def parse_call(data: object) -> Call:
         outcome_reason=_optional_str(data, "outcome_reason"),
         answered_by=_optional_str(data, "answered_by"),
         transferred_to=_optional_str(data, "transferred_to"),
+        done=data["done"] if isinstance(data.get("done"), bool) else None,
     )
 
 
@@ -292,6 +318,12 @@ class BoardState:
         self.health: Health | None = None
         self.error: AgentError | None = None
         self.protocol_version: int | None = None
+        self.cards: dict[str, CallCards] = {}
+        self.settings: dict[str, Any] = dict(DEFAULT_SETTINGS)
+        self.caller_actions: tuple[CallerActions, ...] = ()
+        # The `before` of the next history page; None when no older page exists.
+        self.next_before: int | None = None
+        self.history_complete = False
 
     def reset(self) -> None:
         """Forget every call, as when the agent no longer accepts this browser."""
@@ -300,6 +332,9 @@ class BoardState:
         self.seq = None
         self.health = None
         self.error = None
+        self.cards = {}
+        self.next_before = None
+        self.history_complete = False
 
     def apply(self, message: object) -> bool:
         """Apply one protocol message; raise ProtocolError when it is malformed."""
@@ -316,6 +351,11 @@ class BoardState:
             return True
         if kind == "error":
             return self._apply_error(message)
+        if kind == "crm":
+            return self._apply_cards(message)
+        if kind == "settings":
+            self.settings = parse_settings(message.get("settings"))
+            return True
 
         # Later protocol versions may add message types; older pages skip them.
         return False
@@ -328,6 +368,26 @@ class BoardState:
     def ringing_count(self) -> int:
         """Count the calls ringing now."""
         return sum(1 for call in self.active.values() if call.state == "ringing")
+
+    def cards_of(self, call_id: str) -> CallCards | None:
+        """Return the cards of a call, or None before its first `crm` message."""
+        return self.cards.get(call_id)
+
+    def open_count(self) -> int:
+        """Count the missed calls in the history that are not done."""
+        return sum(1 for call in self.history if call.is_open)
+
+    def add_older(self, calls: object, next_before: object) -> bool:
+        """Append a `GET /api/history` page below the calls shown; return whether it added any."""
+        older = _parse_calls({"calls": calls}, "calls")
+        known = {call.id for call in self.history} | set(self.active)
+        added = [call for call in older if call.id not in known]
+        self.history.extend(added)
+        # Older pages raise the cap: the user scrolled for them.
+        self.history_limit = max(self.history_limit, len(self.history))
+        self.next_before = next_before if isinstance(next_before, int) and not isinstance(next_before, bool) else None
+        self.history_complete = self.next_before is None
+        return bool(added)
 
     def resume_seq(self) -> int | None:
         """Return the `since` value for the next connection, or None for a fresh start."""
@@ -354,6 +414,28 @@ class BoardState:
         self.history = self._dedupe(ended + history + kept)[: self.history_limit]
         self.health = health
         self.error = None
+
+        cards = message.get("cards")
+        if isinstance(cards, list):
+            if not resumed:
+                self.cards = {}
+            for item in cards:
+                if isinstance(item, Mapping):
+                    self._apply_cards(item)
+        if "settings" in message:
+            self.settings = parse_settings(message.get("settings"))
+        self.caller_actions = parse_caller_actions(message.get("caller_actions"))
+        if not resumed:
+            self.history_complete = False
+            self.next_before = None
+        return True
+
+    def _apply_cards(self, message: Mapping[str, Any]) -> bool:
+        try:
+            cards = parse_call_cards(message)
+        except CardsError as error:
+            raise ProtocolError(str(error)) from None
+        self.cards[cards.call_id] = cards
         return True
 
     def _apply_call(self, message: Mapping[str, Any]) -> bool:
@@ -365,6 +447,8 @@ class BoardState:
 
         call = parse_call(message.get("call"))
         event = message.get("event")
+        if call.done is None:
+            call = self._keep_done(call)
         if seq is not None:
             self.seq = seq
 
@@ -398,6 +482,13 @@ class BoardState:
         # its snapshot brings the whole state anyway.
         self.seq = None
         return True
+
+    def _keep_done(self, call: Call) -> Call:
+        """Carry the `done` flag over from the row shown, because live events may leave it out."""
+        previous = self.active.get(call.id) or next((item for item in self.history if item.id == call.id), None)
+        if previous is None or previous.done is None:
+            return call
+        return replace(call, done=previous.done)
 
     @staticmethod
     def _dedupe(calls: list[Call]) -> list[Call]:

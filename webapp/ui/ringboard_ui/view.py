@@ -27,9 +27,11 @@ from datetime import date, datetime, tzinfo
 from typing import Any, Protocol
 
 from .banner import health_messages
+from .cards import CallCards
+from .cards_view import ActionStatus, CardsRenderer
 from .formatting import format_duration, format_full, format_when
 from .i18n import Catalog
-from .state import BoardState, Call, Health
+from .state import BoardState, Call, CallKind, Health
 
 Node = Any
 
@@ -46,6 +48,21 @@ HISTORY_LIST_ID = "history-list"
 HISTORY_EMPTY_ID = "history-empty"
 ACTIVE_SECTION_ID = "active-calls"
 HISTORY_SECTION_ID = "call-history"
+HISTORY_FILTER_ID = "history-filter"
+HISTORY_SEARCH_ID = "history-search"
+HISTORY_MORE_ID = "history-more"
+OPEN_COUNT_ID = "open-count"
+ANNOUNCER_ID = "announcer"
+
+# The history filter's values (the `history_filter` setting) and the call kinds each shows.
+HISTORY_FILTER_KINDS: dict[str, frozenset[CallKind]] = {
+    "missed": frozenset({CallKind.INCOMING_MISSED}),
+    "answered": frozenset({CallKind.INCOMING_ANSWERED}),
+    "outgoing": frozenset({CallKind.OUTGOING_ANSWERED, CallKind.OUTGOING_UNANSWERED}),
+    "answered_elsewhere": frozenset({CallKind.ANSWERED_ELSEWHERE}),
+    "transferred": frozenset({CallKind.TRANSFERRED}),
+    "internal": frozenset({CallKind.INTERNAL}),
+}
 
 # Shell elements whose text the view translates carry their catalogue key here.
 I18N_ATTRIBUTE = "data-i18n"
@@ -81,11 +98,41 @@ class DomAdapter(Protocol):
     def set_title(self, text: str) -> None: ...
 
 
+def filter_history(calls: list[Call], cards: dict[str, CallCards], kind: str, text: str) -> list[Call]:
+    """Return the calls of a filter value (`all`, `open`, `missed`, ...) whose name, number or company contains `text`."""
+    needle = text.strip().casefold()
+    digits = "".join(char for char in needle if char.isdigit())
+    shown = []
+    for call in calls:
+        if kind == "open" and not call.is_open:
+            continue
+        if kind in HISTORY_FILTER_KINDS and call.kind not in HISTORY_FILTER_KINDS[kind]:
+            continue
+        if needle and not _matches_text(call, cards.get(call.id), needle, digits):
+            continue
+        shown.append(call)
+    return shown
+
+
+def _matches_text(call: Call, cards: CallCards | None, needle: str, digits: str) -> bool:
+    words = [call.remote.name or ""]
+    if cards is not None:
+        words += [card.name or "" for card in cards.cards]
+        words += list(cards.companies)
+    if any(needle in word.casefold() for word in words):
+        return True
+    numbers = [call.remote.display or "", call.remote.number or "", call.remote.e164 or ""]
+    if digits and len(digits) >= 2:
+        return any(digits in "".join(char for char in number if char.isdigit()) for number in numbers)
+    return any(needle in number.casefold() for number in numbers)
+
+
 @dataclass(slots=True)
 class _Row:
     """A rendered call row and the nodes that change without a rebuild."""
 
     call: Call
+    signature: tuple[Any, ...]
     node: Node
     when_node: Node
     duration_node: Node | None
@@ -101,6 +148,29 @@ class BoardView:
         self._rows: dict[str, _Row] = {}
         self._list_ids: dict[str, list[str]] = {ACTIVE_LIST_ID: [], HISTORY_LIST_ID: []}
         self._today: date | None = None
+        self._cards = CardsRenderer(dom, texts)
+        self._announced: set[str] = set()
+        # Action buttons' states by `cards_view.action_key`; set by the click handler in `main`.
+        self.statuses: dict[str, ActionStatus] = {}
+        self.search_text = ""
+
+    @property
+    def dom(self) -> DomAdapter:
+        """The DOM adapter the view renders through."""
+        return self._dom
+
+    @property
+    def texts(self) -> Catalog:
+        """The catalogue the page is shown in."""
+        return self._texts
+
+    def set_texts(self, texts: Catalog) -> None:
+        """Switch the page's language: translate the shell again and rebuild every row."""
+        self._texts = texts
+        self._cards = CardsRenderer(self._dom, texts)
+        self._rows = {}
+        self._list_ids = {ACTIVE_LIST_ID: [], HISTORY_LIST_ID: []}
+        self.translate_shell()
 
     def translate_shell(self) -> None:
         """Set the page language and the text of every shell element with a catalogue key."""
@@ -140,18 +210,22 @@ class BoardView:
         """Bring both lists, the counters, the banner and the tab title up to date."""
         self._today = now.astimezone(self._zone).date()
         active = state.active_calls()
-        history = list(state.history)
+        show_history = state.settings.get("show_history") is not False
+        kind = str(state.settings.get("history_filter") or "all")
+        history = filter_history(state.history, state.cards, kind, self.search_text) if show_history else []
+        self._announce_ringing(active, state)
 
         shown_ids = {call.id for call in active} | {call.id for call in history}
         for call_id in list(self._rows):
             if call_id not in shown_ids:
                 del self._rows[call_id]
 
-        self._render_list(ACTIVE_LIST_ID, active, now)
-        self._render_list(HISTORY_LIST_ID, history, now)
+        self._render_list(ACTIVE_LIST_ID, active, now, state)
+        self._render_list(HISTORY_LIST_ID, history, now, state)
         self._set_hidden(self._dom.element_by_id(ACTIVE_EMPTY_ID), bool(active))
         self._set_hidden(self._dom.element_by_id(HISTORY_EMPTY_ID), bool(history))
         self._dom.set_text(self._dom.element_by_id(ACTIVE_COUNT_ID), str(len(active)))
+        self._render_history_controls(state, show_history, kind)
 
         self._render_banner(state)
 
@@ -170,13 +244,42 @@ class BoardView:
             if new_day:
                 self._dom.set_text(row.when_node, format_when(row.call.started_at, now, self._texts, self._zone))
 
-    def _render_list(self, list_id: str, calls: list[Call], now: datetime) -> None:
+    def _render_history_controls(self, state: BoardState, show_history: bool, kind: str) -> None:
+        section = self._dom.element_by_id(HISTORY_SECTION_ID)
+        if show_history:
+            self._dom.remove_attribute(section, "data-hidden-by-user")
+        else:
+            self._dom.set_attribute(section, "data-hidden-by-user", "true")
+        self._dom.set_value(self._dom.element_by_id(HISTORY_FILTER_ID), kind)
+        open_count = state.open_count()
+        counter = self._dom.element_by_id(OPEN_COUNT_ID)
+        self._dom.set_text(counter, self._texts.text("history.open_count", count=open_count) if open_count else "")
+        self._set_hidden(counter, not open_count)
+        self._set_hidden(self._dom.element_by_id(HISTORY_MORE_ID), state.history_complete or not state.history)
+
+    def _announce_ringing(self, active: list[Call], state: BoardState) -> None:
+        """Say a newly ringing call once through the ARIA live region."""
+        ringing = [call for call in active if call.state == "ringing" and call.id not in self._announced]
+        self._announced &= {call.id for call in active}
+        if not ringing:
+            return
+        call = ringing[0]
+        self._announced.update(item.id for item in ringing)
+        name, _ = self._name_text(call, state.cards.get(call.id))
+        text = self._texts.text("announce.ringing", name=name, extension=call.extension)
+        self._dom.set_text(self._dom.element_by_id(ANNOUNCER_ID), text)
+
+    def _render_list(self, list_id: str, calls: list[Call], now: datetime, state: BoardState) -> None:
         changed = False
         nodes = []
         for call in calls:
             row = self._rows.get(call.id)
-            if row is None or row.call != call:
-                row = self._build_row(call, now)
+            cards = state.cards.get(call.id)
+            prefix = call.id + "|"
+            statuses = tuple(sorted((key, value) for key, value in self.statuses.items() if key.startswith(prefix)))
+            signature = (cards, statuses, state.caller_actions)
+            if row is None or row.call != call or row.signature != signature:
+                row = self._build_row(call, now, cards, state, signature)
                 self._rows[call.id] = row
                 changed = True
             nodes.append(row.node)
@@ -186,7 +289,9 @@ class BoardView:
             self._dom.replace_children(self._dom.element_by_id(list_id), nodes)
             self._list_ids[list_id] = ids
 
-    def _build_row(self, call: Call, now: datetime) -> _Row:
+    def _build_row(
+        self, call: Call, now: datetime, cards: CallCards | None, state: BoardState, signature: tuple[Any, ...]
+    ) -> _Row:
         dom = self._dom
         texts = self._texts
 
@@ -197,6 +302,10 @@ class BoardView:
         dom.set_attribute(row, "data-outcome", call.outcome or "")
         dom.set_attribute(row, "data-kind", call.kind.value)
         dom.set_attribute(row, "data-direction", call.direction)
+        if call.is_missed:
+            dom.set_attribute(row, "data-done", "true" if call.done else "false")
+        if cards is not None and cards.pending:
+            dom.set_attribute(row, "aria-busy", "true")
 
         kind_text = texts.text(f"kind.{call.kind.value}")
         icon = self._child(row, "span", f"call__icon icon icon--{call.kind.value}")
@@ -205,9 +314,12 @@ class BoardView:
         dom.set_attribute(icon, "title", kind_text)
 
         party = self._child(row, "div", "call__party")
-        name, has_name = self._name_text(call)
+        name, has_name = self._name_text(call, cards)
         name_class = "call__name" if has_name else "call__name call__name--placeholder"
-        dom.set_text(self._child(party, "span", name_class), name)
+        name_node = self._child(party, "span", name_class)
+        dom.set_attribute(name_node, "dir", "auto")
+        dom.set_attribute(name_node, "title", name)
+        dom.set_text(name_node, name)
 
         number = self._number_text(call)
         if number:
@@ -217,6 +329,7 @@ class BoardView:
 
         extension = self._child(row, "span", "call__extension")
         dom.set_text(extension, texts.text("call.extension", extension=call.extension))
+        dom.set_attribute(extension, "title", texts.text("call.called_line"))
 
         when = self._child(row, "time", "call__time")
         dom.set_attribute(when, "datetime", call.started_at.isoformat())
@@ -233,8 +346,20 @@ class BoardView:
         else:
             dom.set_text(self._child(row, "span", "call__outcome"), self._outcome_text(call))
 
+        if call.is_open:
+            done = self._child(row, "button", "button button--small call__done")
+            dom.set_attribute(done, "type", "button")
+            dom.set_attribute(done, "data-action", "done")
+            dom.set_attribute(done, "data-call-id", call.id)
+            dom.set_text(done, texts.text("call.mark_done"))
+        elif call.is_missed and call.done:
+            dom.set_text(self._child(row, "span", "call__done-mark"), texts.text("call.done"))
+
+        statuses = {key: value for key, value in signature[1]}
+        self._cards.build(row, call.id, cards, state.caller_actions, statuses)
+
         live_duration = duration if call.is_live and call.answered_at is not None else None
-        return _Row(call=call, node=row, when_node=when, duration_node=live_duration)
+        return _Row(call=call, signature=signature, node=row, when_node=when, duration_node=live_duration)
 
     def _child(self, parent: Node, tag: str, css_class: str) -> Node:
         node = self._dom.create_element(tag)
@@ -242,7 +367,10 @@ class BoardView:
         self._dom.append(parent, node)
         return node
 
-    def _name_text(self, call: Call) -> tuple[str, bool]:
+    def _name_text(self, call: Call, cards: CallCards | None = None) -> tuple[str, bool]:
+        best = cards.best_name if cards is not None else None
+        if best:
+            return best, True
         if call.remote.name:
             return call.remote.name, True
         if call.remote.withheld:
