@@ -11,13 +11,12 @@ import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from agent.errors import ConfigError
+from agent.lookup.settings import LookupSettings, parse_lookup_settings
 from agent.raw_config import RawConfigError, RawSettings, parse_raw_settings
 from sip.profiles import PROFILES
-
-if TYPE_CHECKING:
-    from agent.lookup.settings import LookupSettings
 
 CONFIG_FILE_NAME = "ringboard.toml"
 SYSTEM_CONFIG_PATH = Path("/etc/ringboard/ringboard.toml")
@@ -31,9 +30,6 @@ PLAIN_HTTP_REASON = (
     "and notifications) and PINs, device cookies and caller data would cross the network unencrypted"
 )
 
-
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message names the key and the fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +109,6 @@ class Config:
         """Return the lookup settings, the defaults when the file has no `[lookup]`."""
         if self.lookup is not None:
             return self.lookup
-        from agent.lookup.settings import parse_lookup_settings
-
         return parse_lookup_settings({"numbers": {"default_region": self.numbers.default_region}})
 
 
@@ -200,9 +194,6 @@ def parse_config(raw: dict[str, Any]) -> Config:
     if len(region) != 2 or not region.isalpha():
         raise ConfigError(f'[numbers] default_region = "{region}" is invalid: use a two-letter country code such as "CH"')
     numbers = NumberSettings(default_region=region)
-
-    # Imported here because the lookup settings module raises this module's ConfigError.
-    from agent.lookup.settings import parse_lookup_settings
 
     lookup = parse_lookup_settings(raw)
     try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import ConfigError
+from agent.errors import ConfigError
 
 log = logging.getLogger("ringboard.secrets")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.config import ConfigError
+from agent.errors import ConfigError
 from agent.lookup.numbers import (
     DEFAULT_MATCH_DIGITS,
     MAX_MATCH_DIGITS,

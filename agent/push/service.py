@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,6 @@ from typing import Any
 
 import requests
 from py_vapid import VapidException
-from requests.adapters import HTTPAdapter
 
 from agent.metrics import Registry
 from agent.protocol import format_time
@@ -32,8 +32,9 @@ from agent.push.store import STORE_FILE_NAME, EndpointPolicy, Subscription, Subs
 
 log = logging.getLogger("ringboard.push")
 
-# Threads that send pushes. Each request takes well under a second, so 8 threads carry
-# an office's calls with room for a push service that is slow for a while.
+# Threads that send pushes. Estimated, not measured against real push services: with
+# requests of under a second, 8 threads carry an office's calls with room for a push
+# service that is slow for a while (each request gives up after REQUEST_TIMEOUT).
 SEND_THREADS = 8
 
 # Pushes queued or being sent at once. Past this, new ones are dropped and counted:
@@ -55,12 +56,12 @@ class PushTiming:
     """How long pushes wait and live."""
 
     # The first push of a call waits this long for the caller lookup. The address book
-    # and the lookup cache answer within milliseconds; a slower CRM's card follows in
+    # and the lookup cache return within milliseconds; a slower CRM's card follows in
     # an update that does not alert again.
     cards_wait: float = 0.3
-    # RFC 8030 TTL of a ringing push. Most PBXs move an unanswered call on (voicemail,
-    # next member of a group) within a minute, so a later delivery would announce a call
-    # that no longer rings here.
+    # RFC 8030 TTL of a ringing push. PBXs commonly send an unanswered call on (voicemail,
+    # next member of a group) within a minute, an estimate, so a later delivery would
+    # announce a call that no longer rings here.
     ring_ttl: int = 60
     # TTL of a push that closes or replaces a notification: a browser that comes back
     # online within the hour still removes a ringing notification it showed.
@@ -138,7 +139,11 @@ class PushService:
         self._test_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._session: requests.Session | None = None
+        # One requests.Session per sender thread, because requests does not promise that
+        # a session is safe to share between threads.
+        self._thread_state = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
 
     @property
     def public_key(self) -> str:
@@ -151,10 +156,6 @@ class PushService:
         """Start the sender threads; pushes are planned and sent from now on."""
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="push-send")
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=self.threads, pool_maxsize=self.threads)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
         log.info("Web Push ready: %d subscriptions, VAPID key %s", len(self.store), self.key.path)
 
     async def stop(self) -> None:
@@ -168,8 +169,10 @@ class PushService:
         if self._executor is not None:
             # A request already on the wire ends on its own within REQUEST_TIMEOUT.
             self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._session is not None:
-            self._session.close()
+        with self._sessions_lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()
         self.store.close()
         self._loop = None
 
@@ -381,10 +384,16 @@ class PushService:
         """Send one request on a sender thread."""
         assert self._loop is not None
         assert self._executor is not None
-        assert self._session is not None
-        return await self._loop.run_in_executor(
-            self._executor, post_push, self._session, self.signer, subscription, data, ttl, URGENCY, topic
-        )
+        return await self._loop.run_in_executor(self._executor, self._post_on_thread, subscription, data, ttl, topic)
+
+    def _post_on_thread(self, subscription: Subscription, data: bytes, ttl: int, topic: str | None) -> PushReply:
+        session: requests.Session | None = getattr(self._thread_state, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._thread_state.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return post_push(session, self.signer, subscription, data, ttl, URGENCY, topic)
 
     def _report(self, what: str, subscription: Subscription, result: DeliveryResult, reply: PushReply) -> None:
         if result.outcome is Outcome.SENT:

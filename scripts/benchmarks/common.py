@@ -27,7 +27,7 @@ WSCLIENTS = Path(__file__).resolve().parent / "wsclients.py"
 # that a change can be compared with the code before it under the same conditions.
 agent_root = ROOT
 
-# Folder for the profiles that `--profile DIR` asks for, or None for no profiles.
+# Folder that `--profile DIR` names for the profiles, or None for no profiles.
 profile_dir: Path | None = None
 
 # The agent subscribes, binds HTTP and builds the UI zip within a few seconds here.

@@ -2,15 +2,15 @@
 
 Whether the agent has users is checked at run time: `ringboard users --help` succeeds,
 or the running agent serves `POST /api/pair` (it returns 400 for a malformed PIN and
-counts no lock-out for it). With users, the benchmark creates one user per client and pairs one device
-each through `POST /api/pair {pin}`, as a browser does, and each client sends its
-device cookie. Without them the WebSocket needs no token: every client connects
-unpaired and sees every extension, and the figures say so.
+counts no lock-out for it). With users, the benchmark creates the users of the plan
+and pairs one device per client through `POST /api/pair {pin}`, as a browser does,
+and each client sends its device cookie. Without users the WebSocket needs no token:
+every client connects unpaired and receives the calls of every extension, and the
+figures state so.
 
 Users are added with tests/support/pairing.py where it exists, because it hashes PINs
-at a low argon2id cost: 200 users at the production cost (about 0.1 s per hash, in
-one `ringboard users add` process each) would add over a minute to the run. The
-pairing requests still run the agent's full PIN check.
+at a low argon2id cost. One `ringboard users add` took 0.6 s here, so 200 users would
+add two minutes to the run. The pairing requests still run the agent's PIN check.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 It runs only when the agent has push code (agent/push/ or agent/push.py) and serves
 `/api/push/key`; otherwise its row states why it did not run. Each paired device
 subscribes with an endpoint on a push service this benchmark runs on 127.0.0.1, which
-answers every request 201 and records when it arrived. A subscription's keys are a
+returns 201 for every request and records when it arrived. A subscription's keys are a
 fresh P-256 key pair and auth secret, as a browser makes them. The payload is not
 decrypted here: the push tests check it.
 """

@@ -61,11 +61,11 @@ CHROMIUM_ARGS = [
 UI_LIVE_TIMEOUT_MS = 30_000
 STEP_TIMEOUT = 5.0
 
-# Headless Chromium 156 now and then loses a notification: the worker's showNotification()
-# resolves, yet getNotifications() never lists it (measured: 1-4 of 100 pushes on a loaded
-# two-core machine; the push event and the resolved call were traced). Pushes that must
-# show something are delivered once more after this long; showing the same tag again
-# replaces the notification, so the second delivery changes nothing else.
+# Headless Chromium 156 now and then loses a notification. The worker's push event runs
+# and its showNotification() resolves, yet getNotifications() never lists it: 1-4 of 100
+# pushes on a loaded two-core machine. So pushes that must show something are delivered
+# once more after this long. Showing the same tag again replaces the notification, so
+# the second delivery changes nothing else.
 REDELIVER_AFTER = 2.0
 
 # A page in the worker's scope with no script of its own, for the push tests.

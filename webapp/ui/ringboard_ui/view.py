@@ -265,8 +265,10 @@ class BoardView:
             return
         call = ringing[0]
         self._announced.update(item.id for item in ringing)
-        name, _ = self._name_text(call, state.cards.get(call.id))
-        text = self._texts.text("announce.ringing", name=name, extension=call.extension)
+        # Cards usually arrive after the ringing event, so an unknown caller is announced by number.
+        name, has_name = self._name_text(call, state.cards.get(call.id))
+        caller = name if has_name else (self._number_text(call) or name)
+        text = self._texts.text("announce.ringing", name=caller, extension=call.extension)
         self._dom.set_text(self._dom.element_by_id(ANNOUNCER_ID), text)
 
     def _render_list(self, list_id: str, calls: list[Call], now: datetime, state: BoardState) -> None:
