@@ -9,17 +9,15 @@ objects (a code with parameters) that the page translates.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent.protocol import error_message
+from agent.middleware import ApiError, error_response, read_json
 from agent.push import InvalidSubscription, PushService
 
 log = logging.getLogger("ringboard.http")
@@ -40,12 +38,6 @@ class PushIdentity:
 Identify = Callable[[Request], "PushIdentity | None | Awaitable[PushIdentity | None]"]
 
 
-class _RequestError(Exception):
-    def __init__(self, status: int, code: str, **params: Any) -> None:
-        super().__init__(code)
-        self.response = JSONResponse(error_message(code, **params), status_code=status)
-
-
 def push_routes(push: PushService, identify: Identify) -> list[Route]:
     """Return the routes of `GET /api/push/key`, `/api/push/subscriptions` and `POST /api/push/test`."""
 
@@ -54,49 +46,49 @@ def push_routes(push: PushService, identify: Identify) -> list[Route]:
         if inspect.isawaitable(identity):
             identity = await identity
         if identity is None:
-            raise _RequestError(401, "unauthorized")
+            raise ApiError(401, "unauthenticated")
         return identity
 
     async def public_key(request: Request) -> Response:
         try:
             await who(request)
-        except _RequestError as error:
-            return error.response
+        except ApiError as error:
+            return error.response()
         return JSONResponse({"public_key": push.public_key})
 
     async def subscribe(request: Request) -> Response:
         try:
             identity = await who(request)
-            body = await _read_json(request)
+            body = await read_json(request, MAX_BODY_BYTES)
             subscription, created = push.subscribe(identity.user, identity.device, body)
-        except _RequestError as error:
-            return error.response
+        except ApiError as error:
+            return error.response()
         except InvalidSubscription as error:
             log.warning(
                 "push subscription of user %s, device %s rejected: %s %s",
                 identity.user, identity.device, error.code, error.params,
             )
-            return JSONResponse(error_message(error.code, **error.params), status_code=400)
+            return error_response(400, error.code, **error.params)
         return JSONResponse({"id": subscription.id, "created": created}, status_code=201 if created else 200)
 
     async def unsubscribe(request: Request) -> Response:
         try:
             identity = await who(request)
-        except _RequestError as error:
-            return error.response
+        except ApiError as error:
+            return error.response()
         subscription_id = request.path_params["subscription_id"]
         if push.unsubscribe(identity.user, subscription_id) is None:
-            return JSONResponse(error_message("not_found", subscription=subscription_id), status_code=404)
+            return error_response(404, "not_found", subscription=subscription_id)
         return Response(status_code=204)
 
     async def send_test(request: Request) -> Response:
         try:
             identity = await who(request)
-        except _RequestError as error:
-            return error.response
+        except ApiError as error:
+            return error.response()
         results = await push.send_test(identity.user, identity.device)
         if not results:
-            return JSONResponse(error_message("no_subscription"), status_code=404)
+            return error_response(404, "no_subscription")
         return JSONResponse(
             {
                 "results": [
@@ -112,23 +104,3 @@ def push_routes(push: PushService, identify: Identify) -> list[Route]:
         Route("/api/push/subscriptions/{subscription_id}", unsubscribe, methods=["DELETE"]),
         Route("/api/push/test", send_test, methods=["POST"]),
     ]
-
-
-async def _read_json(request: Request) -> Any:
-    """Read a JSON body of at most MAX_BODY_BYTES."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        # Also keeps cross-site form posts out: they cannot send this type without CORS.
-        raise _RequestError(415, "unsupported_media_type", expected="application/json")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise _RequestError(413, "payload_too_large", limit=MAX_BODY_BYTES)
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            raise _RequestError(413, "payload_too_large", limit=MAX_BODY_BYTES)
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _RequestError(400, "bad_request", field="body") from None

@@ -9,11 +9,13 @@ dialog is skipped and named in `warnings`.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, NamedTuple, cast
 from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import fromstring as _fromstring_without_dtd
 from xml.parsers.expat import errors as expat_errors
 
 from defusedxml import DefusedXmlException
@@ -57,6 +59,12 @@ _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
+# Built once: a subscripted Literal evaluated in `cast` on every document cost about a
+# tenth of the parse time.
+DocumentState = Literal["full", "partial"]
+DialogDirection = Literal["initiator", "recipient"]
+
+
 class RejectReason(StrEnum):
     """Why a document was rejected: a short code for logs and metric labels."""
 
@@ -93,7 +101,7 @@ class Dialog:
     call_id: str | None = None
     local_tag: str | None = None
     remote_tag: str | None = None
-    direction: Literal["initiator", "recipient"] | None = None
+    direction: DialogDirection | None = None
     state_event: str | None = None
     state_code: int | None = None
     local_identity: str | None = None
@@ -112,7 +120,7 @@ class DialogInfo:
     """One dialog-info document. `version` is None for an empty body or a missing attribute."""
 
     version: int | None
-    state: Literal["full", "partial"]
+    state: DocumentState
     entity: str | None
     dialogs: list[Dialog] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -163,7 +171,7 @@ def parse_dialog_info(body: bytes) -> DialogInfo:
         raise DialogInfoError(f"invalid state {state!r} on <dialog-info>: expected 'full' or 'partial'")
     document = DialogInfo(
         version=_parse_version(root.get("version")),
-        state=cast(Literal["full", "partial"], state),
+        state=cast(DocumentState, state),
         entity=_text(root.get("entity")),
     )
     if document.version is None:
@@ -181,7 +189,8 @@ def _parse_dialog(element: Element, namespace: str | None, index: int, warnings:
     # RFC 4235 requires `id`. Without one, the call-id or the position keeps dialogs apart.
     dialog_id = _text(element.get("id")) or call_id or f"#{index}"
 
-    state_element = _child(element, namespace, "state")
+    children = _first_children(element, namespace)
+    state_element = children.get("state")
     if state_element is None:
         warnings.append(f"dialog {dialog_id!r} skipped: it has no <state>")
         return None
@@ -203,14 +212,28 @@ def _parse_dialog(element: Element, namespace: str | None, index: int, warnings:
         call_id=call_id,
         local_tag=_text(element.get("local-tag")),
         remote_tag=_text(element.get("remote-tag")),
-        direction=cast(Literal["initiator", "recipient"] | None, direction),
+        direction=cast(DialogDirection | None, direction),
         state_event=_lower(state_element.get("event")),
         state_code=_parse_code(state_element.get("code"), dialog_id, warnings),
-        replaces=_parse_replaces(_child(element, namespace, "replaces")),
-        referred_by=_text(_element_text(_child(element, namespace, "referred-by"))),
+        replaces=_parse_replaces(children.get("replaces")),
+        referred_by=_text(_element_text(children.get("referred-by"))),
     )
-    _read_participant(dialog, "local", _child(element, namespace, "local"), namespace)
-    _read_participant(dialog, "remote", _child(element, namespace, "remote"), namespace)
+    local = children.get("local")
+    if local is not None:
+        local_children = _first_children(local, namespace)
+        identity, target = local_children.get("identity"), local_children.get("target")
+        dialog.local_identity = _text(_element_text(identity))
+        dialog.local_display = _text(identity.get("display")) if identity is not None else None
+        dialog.local_target = _text(target.get("uri")) if target is not None else None
+        if target is not None:
+            dialog.rendering = _rendering(target, namespace)
+    remote = children.get("remote")
+    if remote is not None:
+        remote_children = _first_children(remote, namespace)
+        identity, target = remote_children.get("identity"), remote_children.get("target")
+        dialog.remote_identity = _text(_element_text(identity))
+        dialog.remote_display = _text(identity.get("display")) if identity is not None else None
+        dialog.remote_target = _text(target.get("uri")) if target is not None else None
     return dialog
 
 
@@ -312,12 +335,16 @@ def _parse_xml(body: bytes) -> Element:
             f"document of {len(body)} bytes is above the limit of {MAX_DOCUMENT_BYTES}", RejectReason.TOO_LARGE
         )
     body = body.strip()
-    _check_utf8(body)
-
+    utf8 = _check_utf8(body)
+    # Entities and external references are refused: a PBX document never needs them,
+    # and nested entities expand a small body into gigabytes ("billion laughs"). They
+    # can only be declared in a DTD, so a UTF-8 document without one is parsed by the
+    # C ElementTree parser, 2.5 times faster than defusedxml's pure-Python tree builder.
+    # A NUL byte is never in UTF-8 XML but is in UTF-16 without a byte order mark, which
+    # expat detects on its own and where "<!DOCTYPE" would not appear as these bytes.
+    safe = utf8 and b"\x00" not in body and b"<!DOCTYPE" not in body and b"<!ENTITY" not in body
     try:
-        # Entities and external references are refused: a PBX document never needs them,
-        # and nested entities expand a small body into gigabytes ("billion laughs").
-        return fromstring(body)
+        return _fromstring_without_dtd(body) if safe else fromstring(body)
     except ParseError as error:
         if error.code in _TRUNCATION_ERRORS:
             raise DialogInfoError(f"malformed XML, the document ends early: {error}", RejectReason.TRUNCATED) from None
@@ -331,17 +358,17 @@ def _parse_xml(body: bytes) -> Element:
         raise DialogInfoError(f"malformed XML, unusable encoding: {error}", RejectReason.ENCODING) from None
 
 
-def _check_utf8(body: bytes) -> None:
+def _check_utf8(body: bytes) -> bool:
     """Reject a body that is not UTF-8 although it names no other encoding.
 
     expat would report such a body as an invalid token somewhere in the middle; this
     names the real problem and the byte where it starts.
     """
     if body.startswith(_UTF16_BOMS):
-        return
+        return False
     declared = _DECLARED_ENCODING.match(body)
     if declared is not None and declared.group(1).lower().replace(b"-", b"") != b"utf8":
-        return
+        return False
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -349,6 +376,7 @@ def _check_utf8(body: bytes) -> None:
             f"document is not valid UTF-8 at byte {error.start} and declares no other encoding",
             RejectReason.ENCODING,
         ) from None
+    return True
 
 
 def _split_tag(tag: str) -> tuple[str | None, str]:
@@ -361,13 +389,40 @@ def _split_tag(tag: str) -> tuple[str | None, str]:
 def _children(element: Element, namespace: str | None, name: str) -> list[Element]:
     # Children match in the document's namespace or in none, so a document that omits
     # its namespace still reads. Elements of extension namespaces are left out.
-    wanted = {name, f"{{{namespace}}}{name}"} if namespace else {name}
+    wanted = _wanted_tags(namespace, name)
     return [child for child in element if child.tag in wanted]
 
 
 def _child(element: Element, namespace: str | None, name: str) -> Element | None:
-    children = _children(element, namespace, name)
-    return children[0] if children else None
+    wanted = _wanted_tags(namespace, name)
+    for child in element:
+        if child.tag in wanted:
+            return child
+    return None
+
+
+def _first_children(element: Element, namespace: str | None) -> dict[str, Element]:
+    """Return the first child of each name, in the document's namespace or in none."""
+    found: dict[str, Element] = {}
+    for child in element:
+        name = _local_name(child.tag, namespace)
+        if name is not None and name not in found:
+            found[name] = child
+    return found
+
+
+@functools.lru_cache(maxsize=256)
+def _local_name(tag: str, namespace: str | None) -> str | None:
+    """Return a tag's name without the namespace, None for a tag of another namespace."""
+    if not tag.startswith("{"):
+        return tag
+    tag_namespace, _, name = tag[1:].partition("}")
+    return name if tag_namespace == namespace else None
+
+
+@functools.lru_cache(maxsize=256)
+def _wanted_tags(namespace: str | None, name: str) -> frozenset[str]:
+    return frozenset((name, f"{{{namespace}}}{name}")) if namespace else frozenset((name,))
 
 
 def _element_text(element: Element | None) -> str | None:

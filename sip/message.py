@@ -118,12 +118,16 @@ class Headers:
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = []
+        # Raw values by lower-case full name, so a lookup does not scan every line.
+        self._index: dict[str, list[str]] = {}
         for name, value in items:
             self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
         """Append one header line."""
-        self._items.append((canonical_header_name(name), value))
+        name = canonical_header_name(name)
+        self._items.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
 
     def get(self, name: str) -> str | None:
         """Return the first value of a header, or None. A list header gives its first element."""
@@ -137,14 +141,17 @@ class Headers:
         dropped.
         """
         wanted = canonical_header_name(name).lower()
+        raw = self._index.get(wanted)
+        if not raw:
+            return []
+        if wanted not in LIST_HEADERS:
+            return list(raw)
         values: list[str] = []
-        for item_name, value in self._items:
-            if item_name.lower() != wanted:
-                continue
-            if wanted in LIST_HEADERS:
-                values.extend(piece.strip() for piece in split_quoted(value, ",") if piece.strip())
-            else:
-                values.append(value)
+        for value in raw:
+            # Without quotes or brackets no comma is protected, so str.split gives the
+            # same pieces as split_quoted at a fraction of the cost.
+            pieces = value.split(",") if '"' not in value and "<" not in value else split_quoted(value, ",")
+            values.extend(piece.strip() for piece in pieces if piece.strip())
         return values
 
     def items(self) -> list[tuple[str, str]]:
@@ -154,8 +161,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        wanted = canonical_header_name(name).lower()
-        return any(item_name.lower() == wanted for item_name, _ in self._items)
+        return canonical_header_name(name).lower() in self._index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)

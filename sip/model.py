@@ -95,7 +95,13 @@ class Call:
 
     def snapshot(self) -> Call:
         """Return an independent copy, so later changes do not alter emitted events."""
-        return dataclasses.replace(self)
+        # A plain constructor call: dataclasses.replace looks every field up by name and
+        # was the tracker's largest single cost.
+        return Call(
+            self.id, self.extension, self.direction, self.state, self.started_at, self.remote, self.called,
+            self.answered_at, self.ended_at, self.outcome, self.confidence, self.outcome_reason,
+            self.answered_by, self.transferred_to, self.referred_by, self.sip_call_id,
+        )
 
     @property
     def duration_seconds(self) -> float | None:

@@ -8,6 +8,7 @@ nothing here reads a clock, so `expire` must be called every few seconds.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -17,7 +18,14 @@ from datetime import datetime, timedelta, timezone
 from sip.dialoginfo import Dialog, DialogInfo
 from sip.model import Call, CallEvent, CallState, Confidence, Direction, EventKind, Outcome, RemoteParty
 from sip.profiles import PROFILES, PbxProfile
-from sip.uri import UriError, parse_name_addr, remote_party_from_uri
+from sip.uri import UriError, parse_name_addr
+from sip.uri import remote_party_from_uri as _uncached_remote_party
+
+# Every document of a call repeats its caller's URI and the extension's own identity, so
+# parsing them once per distinct value saves most of the URI parsing. RemoteParty is
+# frozen, so sharing one instance between calls is safe.
+REMOTE_PARTY_CACHE_SIZE = 4096
+remote_party_from_uri = functools.lru_cache(maxsize=REMOTE_PARTY_CACHE_SIZE)(_uncached_remote_party)
 
 # A dialog still `early` after this long is a phantom the PBX never ended (FreeSWITCH and
 # Kamailio were both seen leaving one behind). Ring groups and queues rarely ring one

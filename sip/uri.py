@@ -66,6 +66,8 @@ class NameAddr:
 
 def split_quoted(text: str, separator: str) -> list[str]:
     """Split at `separator` outside quoted strings and `<...>`, keeping empty pieces."""
+    if '"' not in text and "<" not in text:
+        return text.split(separator)
     pieces: list[str] = []
     start = 0
     in_quotes = False

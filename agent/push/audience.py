@@ -1,4 +1,4 @@
-"""Who gets a push for a call: each user's extensions and notification preferences.
+"""The recipients of call pushes: each user's extensions and notification preferences.
 
 The push service reads these through `PushAudience`, so the per-user settings can live
 wherever users live. `StaticAudience` is a fixed mapping, for tests and for an agent
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,22 @@ class PushPreferences:
     outgoing: bool = False
     # True: a system notification even while a visible page of the user shows the call.
     page_and_system: bool = False
+
+    @classmethod
+    def from_user_settings(cls, settings: Mapping[str, Any], page_and_system: bool = False) -> PushPreferences:
+        """Read a user's page settings: `notifications` (on or off) and `notify_calls`.
+
+        `notify_calls` is `incoming`, `incoming_internal` or `all` (outgoing calls too),
+        as `PUT /api/settings` takes it; anything else counts as `incoming`.
+        """
+        calls = settings.get("notify_calls", "incoming")
+        return cls(
+            enabled=settings.get("notifications", True) is not False,
+            incoming=True,
+            internal=calls in ("incoming_internal", "all"),
+            outgoing=calls == "all",
+            page_and_system=page_and_system,
+        )
 
     def wants(self, direction: str) -> bool:
         """Return whether a ringing call of this direction should notify."""

@@ -56,7 +56,7 @@ async def test_requests_without_device_rejected(client: httpx.AsyncClient) -> No
 
     for response in (key, created, deleted, tested):
         assert response.status_code == 401
-        assert response.json() == {"type": "error", "code": "unauthorized", "params": {}}
+        assert response.json() == {"type": "error", "code": "unauthenticated", "params": {}}
 
 
 async def test_subscribe_again_keeps_id(client: httpx.AsyncClient, local_push: LocalPushService, push: PushService) -> None:
@@ -125,7 +125,7 @@ async def test_body_rules(client: httpx.AsyncClient) -> None:
 
     assert form.status_code == 415
     assert broken.status_code == 400
-    assert broken.json()["params"] == {"field": "body"}
+    assert broken.json()["params"] == {"field": "body", "reason": "invalid_json"}
     assert huge.status_code == 413
 
 

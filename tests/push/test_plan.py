@@ -1,4 +1,4 @@
-"""The sans-I/O parts of Web Push: the per-call plan, answer classification, payload rules."""
+"""The sans-I/O parts of Web Push: the per-call plan, response classification, payload rules."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from agent.push.audience import PushPreferences
 from agent.push.delivery import Outcome, PushReply, RetryPolicy, classify, parse_retry_after
 from agent.push.payload import (
     MAX_PAYLOAD_BYTES,
@@ -174,3 +175,25 @@ def test_payload_of_withheld_caller() -> None:
 def test_oversized_payload_rejected() -> None:
     with pytest.raises(ValueError, match="exceeds"):
         encode_payload({"push": "call", "padding": "x" * MAX_PAYLOAD_BYTES})
+
+
+@pytest.mark.parametrize(
+    ("settings", "internal", "outgoing", "enabled"),
+    [
+        ({"notifications": True, "notify_calls": "incoming"}, False, False, True),
+        ({"notifications": True, "notify_calls": "incoming_internal"}, True, False, True),
+        ({"notifications": True, "notify_calls": "all"}, True, True, True),
+        ({"notifications": False, "notify_calls": "all"}, True, True, False),
+        ({}, False, False, True),
+    ],
+)
+def test_preferences_from_user_settings(settings: dict, internal: bool, outgoing: bool, enabled: bool) -> None:
+    preferences = PushPreferences.from_user_settings(settings)
+
+    assert preferences.internal is internal
+    assert preferences.outgoing is outgoing
+    assert preferences.enabled is enabled
+    assert preferences.wants("inbound") is enabled
+    assert preferences.wants("unknown") is enabled
+    assert preferences.wants("internal") is (enabled and internal)
+    assert preferences.wants("outbound") is (enabled and outgoing)

@@ -12,7 +12,7 @@ from agent.config import AgentSettings, Config, SipSettings
 from agent.history import History
 from agent.metrics import Registry
 from agent.service import CallService
-from sip.dialoginfo import MAX_DOCUMENT_BYTES
+from sip.dialoginfo import MAX_DOCUMENT_BYTES, DialogInfoError, parse_dialog_info
 from sip.model import CallState
 from sip.subscription import DocumentReceived
 
@@ -88,3 +88,15 @@ async def test_unexpected_content_type_rejected(service):
     deliver(service, b"<presence/>", "application/pidf+xml")
 
     assert 'ringboard_dialog_documents_rejected_total{reason="content_type"} 1' in service.metrics.render()
+
+
+def test_utf16_billion_laughs_rejected():
+    # UTF-16 without a byte order mark: expat detects it, so the fast path for plain
+    # UTF-8 documents must not take it.
+    body = (
+        '<?xml version="1.0" encoding="UTF-16"?>'
+        '<!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        '<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="1" state="full" entity="&b;"/>'
+    ).encode("utf-16-le")
+    with pytest.raises(DialogInfoError):
+        parse_dialog_info(body)

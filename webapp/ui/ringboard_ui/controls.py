@@ -1,4 +1,4 @@
-"""What the page's buttons and forms do: CRM actions, "done", contact choices, settings, older history.
+"""Handlers of the page's buttons and forms: CRM actions, "done", contact choices, settings, older history.
 
 Plain Python with the HTTP request injected (`dom.request_json` in the browser), so
 it runs under CPython. Each handler updates the state or the view and re-renders.
@@ -84,7 +84,7 @@ class PageControls:
             link = body.get("url") if isinstance(body.get("url"), str) and body["url"].startswith(("https://", "http://")) else None
             self.view.statuses[key] = ActionStatus(state, result_text(texts, body, label), link)
         else:
-            log.warning("POST %s answered HTTP %d", url, status)
+            log.warning("POST %s returned HTTP %d", url, status)
             self.view.statuses[key] = ActionStatus("failed", _error_text(texts, body))
         self._render()
 
@@ -97,7 +97,7 @@ class PageControls:
             log.warning("POST %s failed: %s", url, error)
             return
         if status != 200:
-            log.warning("POST %s answered HTTP %d", url, status)
+            log.warning("POST %s returned HTTP %d", url, status)
 
     async def choose_contact(self, data: Mapping[str, str]) -> None:
         """Record that this card's contact is the right one for the number."""
@@ -108,7 +108,7 @@ class PageControls:
             log.warning("POST %s failed: %s", CHOICE_URL, error)
             return
         if status != 200:
-            log.warning("POST %s answered HTTP %d", CHOICE_URL, status)
+            log.warning("POST %s returned HTTP %d", CHOICE_URL, status)
 
     # History pages -----------------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ class PageControls:
                 self.state.add_older(body.get("calls"), body.get("next_before"))
                 self._render()
             else:
-                log.warning("GET %s answered HTTP %d", url, status)
+                log.warning("GET %s returned HTTP %d", url, status)
         except Exception as error:
             log.warning("loading older history failed: %s", error)
         finally:
@@ -154,7 +154,7 @@ class PageControls:
             log.warning("PUT %s failed: %s", SETTINGS_URL, error)
             status, body = 0, None
         if status != 200:
-            log.warning("PUT %s answered HTTP %d", SETTINGS_URL, status)
+            log.warning("PUT %s returned HTTP %d", SETTINGS_URL, status)
             self._settings_message(texts.text("settings.save_failed", code=_error_code(body, status)))
             return False
 

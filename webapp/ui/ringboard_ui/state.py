@@ -83,7 +83,7 @@ class Call:
     outcome_reason: str | None = None
     answered_by: str | None = None
     transferred_to: str | None = None
-    # None when the message did not say; a missed call the office dealt with is True.
+    # True once the office dealt with a missed call; None when the message has no `done` field.
     done: bool | None = None
 
     @property
