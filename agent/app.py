@@ -306,23 +306,38 @@ async def _serve_events(websocket: WebSocket, service: CallService, bus: EventBu
         auth.disconnect(live)
 
 
+# Markers the connection's watchers put into its queue, so the pump awaits the queue
+# alone instead of creating a task and an asyncio.wait per message.
+_DISCONNECTED = object()
+_REVOKED = object()
+
+
 async def _pump(
     websocket: WebSocket, queue: asyncio.Queue[str | None], snapshot_seq: int, live: LiveConnection
 ) -> None:
-    receiver = asyncio.create_task(_drain_incoming(websocket))
-    revoked = asyncio.create_task(live.closed.wait())
+    async def watch(awaitable: Any, marker: object) -> None:
+        # The marker goes in however the awaitable ends, as asyncio.wait returned on an
+        # exception too; otherwise the pump would wait for a message that never comes.
+        try:
+            await awaitable
+        finally:
+            while True:
+                try:
+                    queue.put_nowait(marker)  # type: ignore[arg-type]
+                    break
+                except asyncio.QueueFull:
+                    queue.get_nowait()  # The connection ends; an unsent message no longer matters.
+
+    receiver = asyncio.create_task(watch(_drain_incoming(websocket), _DISCONNECTED))
+    revoked = asyncio.create_task(watch(live.closed.wait(), _REVOKED))
     try:
         while True:
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, receiver, revoked}, return_when=asyncio.FIRST_COMPLETED)
-            if receiver in done:
-                getter.cancel()
+            message = await queue.get()
+            if message is _DISCONNECTED:
                 return
-            if revoked in done:
-                getter.cancel()
+            if message is _REVOKED:
                 await websocket.close(code=UNAUTHENTICATED_CLOSE_CODE, reason=live.reason)
                 return
-            message = getter.result()
             if message is None:
                 await websocket.close(code=1001)
                 return
