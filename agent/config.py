@@ -103,6 +103,12 @@ class Config:
     numbers: NumberSettings = field(default_factory=NumberSettings)
     lookup: LookupSettings | None = None
     raw: RawSettings = field(default_factory=RawSettings)
+    # The VAPID `sub` claim: how a push service reaches the office admin (RFC 8292).
+    push_contact: str = "mailto:ringboard@example.com"
+    # Push service hosts accepted beyond the browser vendors' own, and whether they may
+    # use plain HTTP (only for a test push service on this machine).
+    push_hosts: tuple[str, ...] = ()
+    push_allow_http: bool = False
     source: Path | None = None
 
     def lookup_settings(self) -> LookupSettings:
@@ -138,7 +144,7 @@ def load_config(path: Path) -> Config:
 
 def parse_config(raw: dict[str, Any]) -> Config:
     """Check a parsed TOML document and build the configuration."""
-    _reject_unknown(raw, "", {"agent", "http", "sip", "numbers", "lookup", "connectors", "hep", "capture"})
+    _reject_unknown(raw, "", {"agent", "http", "sip", "numbers", "lookup", "connectors", "hep", "capture", "push"})
 
     agent_raw = _table(raw, "agent")
     _reject_unknown(agent_raw, "agent", {"data_dir", "history_days", "log_level"})
@@ -200,7 +206,21 @@ def parse_config(raw: dict[str, Any]) -> Config:
         raw_sources = parse_raw_settings(sip_raw, _table(raw, "hep"), _table(raw, "capture"), sip.extensions)
     except RawConfigError as error:
         raise ConfigError(str(error)) from None
-    return Config(agent=agent, http=http, sip=sip, numbers=numbers, lookup=lookup, raw=raw_sources)
+    push_raw = _table(raw, "push")
+    _reject_unknown(push_raw, "push", {"contact", "hosts", "allow_http"})
+    push_hosts = push_raw.get("hosts", [])
+    if not isinstance(push_hosts, list) or not all(isinstance(host, str) and host for host in push_hosts):
+        raise ConfigError('[push] hosts must list host names, e.g. hosts = ["push.example.com"]')
+    push_allow_http = push_raw.get("allow_http", False)
+    if not isinstance(push_allow_http, bool):
+        raise ConfigError("[push] allow_http must be true or false")
+    contact = _string(push_raw, "push.contact", "mailto:ringboard@example.com")
+    if not contact.startswith(("mailto:", "https://")):
+        raise ConfigError(f'[push] contact = "{contact}" is invalid: use a mailto: or https: address, e.g. "mailto:it@example.com"')
+    return Config(
+        agent=agent, http=http, sip=sip, numbers=numbers, lookup=lookup, raw=raw_sources, push_contact=contact,
+        push_hosts=tuple(push_hosts), push_allow_http=push_allow_http,
+    )
 
 
 # Value checks ----------------------------------------------------------------------------

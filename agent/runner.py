@@ -22,6 +22,10 @@ from agent.bus import EventBus
 from agent.config import Config
 from agent.history import History
 from agent.metrics import Registry
+from agent.push.service import PushService
+from agent.push.store import PUSH_SERVICE_HOSTS, EndpointPolicy
+from agent.push_api import push_routes
+from agent.push_wiring import UserAudience, identify, prune_subscriptions
 from agent.service import CallService
 from agent.tls import TlsError, load_certificate, server_context
 from agent.users import UserStore
@@ -50,6 +54,16 @@ class AgentRunner:
         self.metrics = Registry()
         self.service = CallService(config, self.history, self.bus, self.metrics)
         self.auth = Authenticator(self.users, self.metrics)
+        self.push = PushService(
+            config.agent.data_dir,
+            UserAudience(self.users),
+            metrics=self.metrics,
+            contact=config.push_contact,
+            region=config.numbers.default_region,
+            policy=EndpointPolicy(hosts=PUSH_SERVICE_HOSTS + config.push_hosts, allow_http=config.push_allow_http),
+        )
+        self.service.push = self.push
+        self._prune: asyncio.Task[None] | None = None
         self.metrics.gauge("ringboard_websocket_clients", "connected page WebSockets", lambda: {(): float(self.bus.client_count)})
         self.server: uvicorn.Server | None = None
         self.ssl_context: ssl.SSLContext | None = None
@@ -78,7 +92,12 @@ class AgentRunner:
         await self.service.start()
         await self.auth.start()
 
+        await self.push.start()
+        self._prune = asyncio.create_task(prune_subscriptions(self.push, self.users), name="prune-push")
         app = create_app(self.service, self.bus, self.config.agent.data_dir, self.auth, tls=http.tls)
+        # Routes are matched at request time, so the push endpoints join the app's own
+        # behind the same device-token guard.
+        app.router.routes.extend(push_routes(self.push, identify))
         context = self.ssl_context
         self.server = uvicorn.Server(
             uvicorn.Config(
@@ -151,7 +170,11 @@ class AgentRunner:
             self.server.should_exit = True
             await self._serving
         await self.auth.stop()
+        if self._prune is not None:
+            self._prune.cancel()
+            await asyncio.gather(self._prune, return_exceptions=True)
         await self.service.stop()
+        await self.push.stop()
         self.history.close()
         self.users.close()
         log.info("agent stopped")

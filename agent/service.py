@@ -95,6 +95,8 @@ class CallService:
         self._init_raw_sources(config)
         self._lookups: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # Set by the runner when Web Push is on; gets every call event and cards update.
+        self.push: Any = None
         self._looked_up: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self.rejected_documents = 0
@@ -251,6 +253,8 @@ class CallService:
                 call.id, call.extension, event.kind, call.direction, call.outcome or call.state,
             )
             self.bus.publish(call_message(seq, event, payload), call.extension)
+            if self.push is not None:
+                self.push.on_call_event(payload, str(event.kind))
             self._close_missed_calls_of(payload)
             if event.kind != EventKind.ENDED:
                 self._start_lookup(call)
@@ -328,6 +332,8 @@ class CallService:
             async for update in self.lookup.lookup(number, call_id=call.id):
                 message = cards_message(call.id, update)
                 self.bus.publish(message, call.extension)
+                if self.push is not None:
+                    self.push.on_cards(message)
         except Exception:  # A broken connector must never take the call pipeline down.
             log.exception("call %s on extension %s: caller lookup failed", call.id, call.extension)
             return

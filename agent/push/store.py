@@ -186,6 +186,10 @@ class SubscriptionStore:
         """Return a subscription by id."""
         return self._by_id.get(subscription_id)
 
+    def all(self) -> list[Subscription]:
+        """Return every subscription."""
+        return list(self._by_id.values())
+
     def for_user(self, user: str) -> list[Subscription]:
         """Return the user's subscriptions, oldest first."""
         return sorted(

@@ -129,7 +129,7 @@ async def test_history_limit_capped(agent):
     [
         ("GET", "api/nothing", 404, "not_found"),
         ("POST", "api/calls/c-unknown/done", 404, "not_found"),
-        ("DELETE", "api/push/subscriptions/unknown-id", 404, "not_found"),
+        ("DELETE", "api/nothing-here/unknown-id", 404, "not_found"),
         ("POST", "api/history", 405, "method_not_allowed"),
         ("GET", "api/pair", 405, "method_not_allowed"),
         ("PUT", "api/session", 405, "method_not_allowed"),

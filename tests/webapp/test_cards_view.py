@@ -169,7 +169,7 @@ def controls(reply: tuple[int, Any]) -> tuple[FakeDom, BoardState, BoardView, Pa
     return dom, state, view, page, agent
 
 
-ACTION = {"action": "run", "call-id": "c-1", "connector": "crm", "action-id": "log_call", "contact-id": "4711", "label": "Sugar CRM"}
+ACTION = {"action": "run", "for-call": "c-1", "connector": "crm", "action-id": "log_call", "contact-id": "4711", "label": "Sugar CRM"}
 
 
 def test_action_double_click_runs_once() -> None:

@@ -4,7 +4,7 @@ Every text goes in with textContent (`set_text`), because names come from CRMs a
 callers. Links open in a new tab with `rel="noopener noreferrer"`. Buttons carry
 `data-action` and the ids the click handler in `main` needs:
 
-- `data-action="run"`: `data-call-id`, `data-connector`, `data-action-id`, `data-contact-id`;
+- `data-action="run"`: `data-for-call` (the call id), `data-connector`, `data-action-id`, `data-contact-id`;
 - `data-action="choose"`: `data-number`, `data-connector`, `data-contact-id`;
 - `data-action="open"`: only a link, so it is an `<a>` and not a button.
 """
@@ -177,7 +177,7 @@ class CardsRenderer:
         button = self._child(parent, "button", "button button--small card__action")
         dom.set_attribute(button, "type", "button")
         dom.set_attribute(button, "data-action", "run")
-        dom.set_attribute(button, "data-call-id", call_id)
+        dom.set_attribute(button, "data-for-call", call_id)
         dom.set_attribute(button, "data-connector", connector)
         dom.set_attribute(button, "data-action-id", action.id)
         dom.set_attribute(button, "data-label", label)

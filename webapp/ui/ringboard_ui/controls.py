@@ -59,7 +59,7 @@ class PageControls:
 
     async def run_action(self, data: Mapping[str, str]) -> None:
         """Run a card's action once; the button stays disabled while it runs."""
-        call_id, connector, action_id = data["call-id"], data["connector"], data["action-id"]
+        call_id, connector, action_id = data["for-call"], data["connector"], data["action-id"]
         contact_id = data.get("contact-id") or None
         key = action_key(call_id, connector, action_id, contact_id)
         current = self.view.statuses.get(key)

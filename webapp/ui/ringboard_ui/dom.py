@@ -197,7 +197,8 @@ def action_target(event: Any) -> dict[str, str] | None:
     """Return the `data-*` attributes of the clicked element with `data-action`, or None."""
     target = event.target
     node = target.closest("[data-action]") if target is not None and hasattr(target, "closest") else None
-    if node is None:
+    # Pyodide returns JavaScript's null from `closest` as a falsy `jsnull`, not as None.
+    if node is None or not node:
         return None
     return {str(name)[5:]: str(node.getAttribute(name)) for name in node.getAttributeNames() if str(name).startswith("data-")}
 

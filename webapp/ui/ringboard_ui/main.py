@@ -152,7 +152,7 @@ def start() -> None:
         if action == "run":
             spawn(controls.run_action(data))
         elif action == "done":
-            spawn(controls.mark_done(data["call-id"]))
+            spawn(controls.mark_done(data["for-call"]))
         elif action == "choose":
             spawn(controls.choose_contact(data))
         elif action == "settings":

@@ -352,7 +352,7 @@ class BoardView:
             done = self._child(row, "button", "button button--small call__done")
             dom.set_attribute(done, "type", "button")
             dom.set_attribute(done, "data-action", "done")
-            dom.set_attribute(done, "data-call-id", call.id)
+            dom.set_attribute(done, "data-for-call", call.id)
             dom.set_text(done, texts.text("call.mark_done"))
         elif call.is_missed and call.done:
             dom.set_text(self._child(row, "span", "call__done-mark"), texts.text("call.done"))
