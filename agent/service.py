@@ -57,50 +57,56 @@ class CallService:
         self.history = history
         self.bus = bus
         self.extensions = list(config.sip.extensions)
+
         self.tracker = CallTracker(self.extensions, PROFILES[config.sip.pbx])
-        sip = config.sip
-        self.source = DialogSubscriptionSource(
-            SubscribeSettings(
-                server=sip.server,
-                # Port 0 lets DNS SRV records (RFC 3263) choose.
-                port=0 if sip.srv_lookup else sip.port,
-                domain=sip.domain,
-                extensions=tuple(self.extensions),
-                transport=sip.transport,
-                local_host=sip.listen_host,
-                local_port=sip.listen_port,
-                user=sip.user,
-                username=sip.username or None,
-                password=sip.password,
-                expires=sip.expires,
-                register=sip.register,
-                list_uri=sip.list_uri or None,
-                outbound_proxy=sip.outbound_proxy or None,
-                ca_file=sip.ca_file or None,
-                retry_max=float(sip.retry_max),
-                dns_servers=sip.dns_servers,
-                read_unsolicited=PROFILES[sip.pbx].reads_unsolicited_notify,
-            ),
-            on_document=self.on_document,
-            on_state=self.on_state,
-        )
+        self.source = self._create_subscription_source(config)
         started = datetime.now(timezone.utc)
-        sources = config.raw.sources
         self._health: dict[str, dict[str, Any]] = {
             extension: {"extension": extension, "state": "pending", "since": format_time(started), "reason": None}
             for extension in self.extensions
-            if "subscribe" in sources
+            if "subscribe" in config.raw.sources
         }
+
         self.lookup = create_lookup(config.lookup_settings(), config.agent.data_dir)
         self._init_raw_sources(config)
-        self._lookups: dict[str, asyncio.Task[None]] = {}
-        self._background: set[asyncio.Task[None]] = set()
         # Set by the runner when Web Push is on; gets every call event and cards update.
         self.push: Any = None
+
+        self._lookups: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._looked_up: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self.rejected_documents = 0
         self.unstored_events = 0
+        self._init_metrics()
+
+    def _create_subscription_source(self, config: Config) -> DialogSubscriptionSource:
+        """Create the dialog-event subscription client from the `[sip]` settings."""
+        sip = config.sip
+        settings = SubscribeSettings(
+            server=sip.server,
+            # Port 0 lets DNS SRV records (RFC 3263) choose.
+            port=0 if sip.srv_lookup else sip.port,
+            domain=sip.domain,
+            extensions=tuple(self.extensions),
+            transport=sip.transport,
+            local_host=sip.listen_host,
+            local_port=sip.listen_port,
+            user=sip.user,
+            username=sip.username or None,
+            password=sip.password,
+            expires=sip.expires,
+            register=sip.register,
+            list_uri=sip.list_uri or None,
+            outbound_proxy=sip.outbound_proxy or None,
+            ca_file=sip.ca_file or None,
+            retry_max=float(sip.retry_max),
+            dns_servers=sip.dns_servers,
+            read_unsolicited=PROFILES[sip.pbx].reads_unsolicited_notify,
+        )
+        return DialogSubscriptionSource(settings, on_document=self.on_document, on_state=self.on_state)
+
+    def _init_metrics(self) -> None:
         self._documents = self.metrics.counter(
             "ringboard_dialog_documents_total", "dialog-info documents received, by result (applied or rejected)"
         )
