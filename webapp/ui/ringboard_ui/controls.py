@@ -54,6 +54,8 @@ class PageControls:
         self._render = render
         self._browser_languages = browser_languages
         self._loading_history = False
+        # Called after the settings were applied, with no arguments.
+        self.on_applied: Callable[[], None] | None = None
 
     # CRM actions, done and contact choice --------------------------------------------------
 
@@ -143,6 +145,8 @@ class PageControls:
         if language != self.view.texts.language:
             self.view.set_texts(load_catalog(language))
         self._render()
+        if self.on_applied is not None:
+            self.on_applied()
 
     async def save_settings(self, changes: Mapping[str, Any]) -> bool:
         """Store the settings with these changes on the agent; every tab of the user applies them."""

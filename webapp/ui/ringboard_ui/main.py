@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .alerts import RENEW_SECONDS, CallAlerts, SoundLeader
 from .connection import EventConnection, events_url
 from .controls import PageControls
 from .i18n import choose_language, load_catalog
+from .page_alerts import PageAlerts, WorkerLink
 from .pairing import PAIRING_FORM_ID, Pairing, PairingView
+from .push_setup import NotifyPanel, PushSetup
 from .state import BoardState, ProtocolError
 from .view import HISTORY_FILTER_ID, HISTORY_SEARCH_ID, STATUS_ID, BoardView
 
@@ -74,6 +77,8 @@ class RunningPage:
     board: Board
     connection: EventConnection
     listeners: Any
+    alerts: PageAlerts | None = None
+    worker_listener: Any = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     submissions: set[asyncio.Task[bool]] = field(default_factory=set)
 
@@ -88,7 +93,7 @@ def start() -> None:
         log.warning("start() called again; the UI is already running")
         return
 
-    from . import dom
+    from . import browser_alerts, dom
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -99,10 +104,14 @@ def start() -> None:
     state = BoardState()
     board = Board(view, state)
     protocol, host = dom.page_location()
+    page_alerts: PageAlerts | None = None
 
     def on_message(text: str) -> None:
-        if board.handle_text(text) == "snapshot":
+        kind = board.handle_text(text)
+        if kind == "snapshot":
             connection.confirm_live()
+        if page_alerts is not None:
+            page_alerts.after_message(kind)
 
     pairing_view = PairingView(browser_dom, texts)
 
@@ -110,6 +119,8 @@ def start() -> None:
         # A revoked device must stop showing calls at once, not only stop receiving them.
         state.reset()
         view.render(state, utc_now())
+        if page_alerts is not None:
+            page_alerts.after_message("reset")
         pairing_view.show()
 
     connection = EventConnection(
@@ -156,11 +167,19 @@ def start() -> None:
         elif action == "choose":
             spawn(controls.choose_contact(data))
         elif action == "settings":
-            controls.toggle_settings()
+            if controls.toggle_settings():
+                page_alerts.render_panel()
         elif action == "settings-close":
             controls.toggle_settings(False)
         elif action == "history-more":
             spawn(controls.load_older())
+        elif action == "alert-dismiss":
+            page_alerts.dismiss(data["for-call"])
+        elif action == "notify-permission":
+            # Runs inside the click, which is the user gesture the permission request needs.
+            spawn(page_alerts.request_permission())
+        elif action == "notify-test":
+            spawn(page_alerts.send_test())
 
     def on_settings_submit(event: Any) -> None:
         event.preventDefault()
@@ -193,17 +212,58 @@ def start() -> None:
     listeners.add(dom.document(), "visibilitychange", on_visibility_change)
     listeners.add(browser_dom.element_by_id(PAIRING_FORM_ID), "submit", on_pairing_submit)
 
+    page_alerts = _start_alerts(browser_dom, view, state, connection, spawn)
+    controls.on_applied = lambda: page_alerts.after_settings(view.texts)
+    listeners.add(dom.window(), "pagehide", lambda event: page_alerts.alerts.leader.release())
+
     view.translate_shell()
     view.show_connection("connecting")
     view.render(state, utc_now())
     view.mark_live()
 
     page = RunningPage(board=board, connection=connection, listeners=listeners, submissions=submissions)
+    page.alerts = page_alerts
+    page.worker_listener = browser_alerts.listen_to_worker(page_alerts.on_worker_message)
+    page_alerts.start(browser_alerts.location_hash())
     page.tasks.add(asyncio.ensure_future(connection.run()))
+    page.tasks.add(asyncio.ensure_future(_refresh_leader_forever(page_alerts)))
     page.tasks.add(asyncio.ensure_future(board.tick_forever()))
     _page = page
     dom.mark("ringboard:live")
     log.info("Ringboard UI started in %s", texts.language)
+
+
+def _start_alerts(browser_dom: Any, view: BoardView, state: BoardState, connection: EventConnection, spawn: Any) -> PageAlerts:
+    """Build the in-page alert, the push setup and the service worker link."""
+    from . import browser_alerts, dom
+
+    storage = browser_alerts.LocalStorage()
+    leader = SoundLeader(storage, browser_alerts.new_tab_id())
+    call_alerts = CallAlerts(browser_dom, view.texts, leader, view.caller_label, browser_alerts.play_ring_sound)
+    push_browser = browser_alerts.BrowserPush()
+    worker = WorkerLink(
+        post=browser_alerts.post_to_worker,
+        reply=browser_alerts.reply_on_port,
+        show_row=browser_alerts.show_call_row,
+    )
+    return PageAlerts(
+        state,
+        call_alerts,
+        NotifyPanel(browser_dom, view.texts),
+        PushSetup(push_browser, dom.request_json, storage),
+        push_browser,
+        worker,
+        spawn,
+        now=browser_alerts.now_seconds,
+        is_online=lambda: connection.status == "online",
+    )
+
+
+async def _refresh_leader_forever(page_alerts: PageAlerts) -> None:
+    """Renew or take the sound lock every RENEW_SECONDS."""
+    while True:
+        await asyncio.sleep(RENEW_SECONDS)
+        page_alerts.refresh_leader()
 
 
 def stop() -> None:

@@ -369,6 +369,14 @@ class BoardView:
         self._dom.append(parent, node)
         return node
 
+    def caller_label(self, call: Call, state: BoardState) -> str:
+        """Return the caller as the row names them, with the number after a found name."""
+        name, has_name = self._name_text(call, state.cards.get(call.id))
+        number = self._number_text(call)
+        if has_name and number and number != name:
+            return f"{name} ({number})"
+        return number if not has_name and number else name
+
     def _name_text(self, call: Call, cards: CallCards | None = None) -> tuple[str, bool]:
         best = cards.best_name if cards is not None else None
         if best:
