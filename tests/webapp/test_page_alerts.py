@@ -41,7 +41,7 @@ async def test_alert_in_two_tabs_one_sound(agent):
             await expect(alert).to_be_visible(timeout=10_000)
             await expect(alert.locator(".call-alert__item")).to_contain_text("Max Muster")
         # The agent gives the call its own id, which the alert and the sound report.
-        call_id = await first.locator("#call-alert .call-alert__item").get_attribute("data-call-id")
+        call_id = await first.locator("#call-alert .call-alert__item").get_attribute("data-alert-call")
 
         played = [await page.evaluate("document.documentElement.dataset.soundPlayed ?? null") for page in (first, second)]
         leaders = [await page.evaluate("document.documentElement.dataset.soundLeader") for page in (first, second)]

@@ -245,7 +245,7 @@ class CallAlerts:
         dom = self._dom
         item = dom.create_element("div")
         dom.set_attribute(item, "class", "call-alert__item")
-        dom.set_attribute(item, "data-call-id", call_id)
+        dom.set_attribute(item, "data-alert-call", call_id)
 
         text = dom.create_element("span")
         dom.set_attribute(text, "class", "call-alert__text")
