@@ -35,6 +35,10 @@ LIVE_STATES = frozenset({"ringing", "connected", "held"})
 UNANSWERED_OUTCOMES = frozenset({"missed", "busy", "rejected", "failed"})
 
 
+# The number of ended calls in a snapshot without `since` (the event protocol's snapshot).
+SNAPSHOT_HISTORY = 50
+
+
 class ProtocolError(ValueError):
     """A message that does not follow the event protocol."""
 
@@ -426,7 +430,9 @@ class BoardState:
             self.settings = parse_settings(message.get("settings"))
         self.caller_actions = parse_caller_actions(message.get("caller_actions"))
         if not resumed:
-            self.history_complete = False
+            # A first snapshot holds the newest SNAPSHOT_HISTORY ended calls; fewer means
+            # there are no older ones to page in.
+            self.history_complete = len(self.history) < SNAPSHOT_HISTORY
             self.next_before = None
         return True
 
