@@ -24,7 +24,10 @@ def card_json(card: Card) -> dict[str, Any]:
         "company_url": card.company_url,
         "match": {"code": str(card.match.reason), "params": card.match.params(card.label)},
         "details": [{"label": detail.label, "value": detail.value} for detail in card.details],
-        "actions": [{"id": action.id, "label": action.label} for action in card.actions],
+        # "run" posts to the actions endpoint; "open" only opens the card's link.
+        "actions": [
+            {"id": action.id, "label": action.label, "kind": getattr(action, "kind", "run")} for action in card.actions
+        ],
         "score": card.score,
         "chosen": card.chosen,
     }

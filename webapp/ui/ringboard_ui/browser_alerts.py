@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import js  # type: ignore[import-not-found]
-from pyodide.ffi import create_proxy, to_js  # type: ignore[import-not-found]
+from pyodide.ffi import create_proxy, jsnull, to_js  # type: ignore[import-not-found]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ class LocalStorage:
         except Exception as error:  # Storage may be disabled by the browser's settings.
             log.warning("localStorage is not available: %s", error)
             return None
-        return None if value is None else str(value)
+        # Pyodide 314 turns a JS null into `pyodide.ffi.jsnull`, not None.
+        return None if value is None or value is jsnull else str(value)
 
     def set_item(self, key: str, value: str) -> None:
         try:
@@ -72,7 +73,7 @@ class BrowserPush:
     async def subscription(self) -> tuple[dict[str, Any] | None, str | None]:
         manager = await self._push_manager()
         subscription = await manager.getSubscription()
-        if subscription is None:
+        if subscription is None or subscription is jsnull:
             return None, None
         key_buffer = subscription.options.applicationServerKey
         key = None

@@ -192,6 +192,11 @@ class PageControls:
                 text = value or ""
             dom.set_value(dom.element_by_id(element_id), text)
 
+    def settings_open(self) -> bool:
+        """Return whether the settings panel is open."""
+        dom = self.view.dom
+        return dom.get_attribute(dom.element_by_id(SETTINGS_PANEL_ID), "hidden") is None
+
     def toggle_settings(self, show: bool | None = None) -> bool:
         """Open or close the settings panel; return whether it is open now."""
         dom = self.view.dom

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import js  # type: ignore[import-not-found]
-from pyodide.ffi import create_proxy, to_js  # type: ignore[import-not-found]
+from pyodide.ffi import create_proxy, jsnull, to_js  # type: ignore[import-not-found]
 
 from .connection import SocketHandlers
 
@@ -28,7 +28,7 @@ class BrowserDom:
 
     def element_by_id(self, element_id: str) -> Node:
         node = js.document.getElementById(element_id)
-        if node is None:
+        if node is None or node is jsnull:
             raise LookupError(
                 f"element #{element_id} not found in the page; the served index.html does not match this UI"
             )
@@ -44,7 +44,9 @@ class BrowserDom:
         return js.document.createElement(tag)
 
     def get_attribute(self, node: Node, name: str) -> str | None:
-        return node.getAttribute(name)
+        # Pyodide 314 turns a JS null into `pyodide.ffi.jsnull`, not None.
+        value = node.getAttribute(name)
+        return value if isinstance(value, str) else None
 
     def set_attribute(self, node: Node, name: str, value: str) -> None:
         node.setAttribute(name, value)
@@ -198,7 +200,7 @@ def action_target(event: Any) -> dict[str, str] | None:
     target = event.target
     node = target.closest("[data-action]") if target is not None and hasattr(target, "closest") else None
     # Pyodide returns JavaScript's null from `closest` as a falsy `jsnull`, not as None.
-    if node is None or not node:
+    if node is None or node is jsnull or not node:
         return None
     return {str(name)[5:]: str(node.getAttribute(name)) for name in node.getAttributeNames() if str(name).startswith("data-")}
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .alerts import RENEW_SECONDS, CallAlerts, SoundLeader
 from .connection import EventConnection, events_url
-from .controls import PageControls
+from .controls import SETTINGS_BUTTON_ID, PageControls
 from .i18n import choose_language, load_catalog
 from .page_alerts import PageAlerts, WorkerLink
 from .pairing import PAIRING_FORM_ID, Pairing, PairingView
@@ -139,6 +139,12 @@ def start() -> None:
         submissions.add(task)
         task.add_done_callback(submissions.discard)
 
+    def on_keydown(event: Any) -> None:
+        # Escape closes the settings panel and gives the focus back to the gear.
+        if event.key == "Escape" and controls.settings_open():
+            controls.toggle_settings(False)
+            browser_dom.focus(browser_dom.element_by_id(SETTINGS_BUTTON_ID))
+
     def on_visibility_change(event: Any) -> None:
         if dom.page_visible():
             connection.reconnect_now()
@@ -210,6 +216,7 @@ def start() -> None:
     listeners.add(browser_dom.element_by_id(STATUS_ID), "click", lambda event: connection.reconnect_now())
     listeners.add(dom.window(), "online", lambda event: connection.reconnect_now())
     listeners.add(dom.document(), "visibilitychange", on_visibility_change)
+    listeners.add(dom.document(), "keydown", on_keydown)
     listeners.add(browser_dom.element_by_id(PAIRING_FORM_ID), "submit", on_pairing_submit)
 
     page_alerts = _start_alerts(browser_dom, view, state, connection, spawn)
