@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -516,21 +517,30 @@ class DialogSubscriber:
 
     # Timers ------------------------------------------------------------------------
 
+    def _transaction_timer(
+        self, outgoing: _Subscription | _Registration, method: str, now: float, on_timeout: Callable[[], list[Effect]]
+    ) -> list[Effect] | None:
+        """Retransmit or time out the request's transaction; None when it has none."""
+        transaction = outgoing.transaction
+        if transaction is None:
+            return None
+        resend = transaction.on_timer(now)
+        if resend is not None:
+            return [SendMessage(resend)]
+        if not transaction.done:
+            return []
+        self._pending.pop(transaction.branch, None)
+        outgoing.transaction = None
+        if outgoing.closing:
+            return []
+        return [TransactionTimedOut(method, transaction.started)] + on_timeout()
+
     def _subscription_timers(self, subscription: _Subscription, now: float) -> list[Effect]:
-        transaction = subscription.transaction
-        if transaction is not None:
-            resend = transaction.on_timer(now)
-            if resend is not None:
-                return [SendMessage(resend)]
-            if not transaction.done:
-                return []
-            self._pending.pop(transaction.branch, None)
-            subscription.transaction = None
-            if subscription.closing:
-                return []
-            return [TransactionTimedOut("SUBSCRIBE", transaction.started)] + self._fail(
-                subscription, now, FailureReason.TIMEOUT, None
-            )
+        timed = self._transaction_timer(
+            subscription, "SUBSCRIBE", now, lambda: self._fail(subscription, now, FailureReason.TIMEOUT, None)
+        )
+        if timed is not None:
+            return timed
 
         if self._flow is None:
             return []
@@ -543,20 +553,14 @@ class DialogSubscriber:
         return []
 
     def _registration_timers(self, registration: _Registration, now: float) -> list[Effect]:
-        transaction = registration.transaction
-        if transaction is not None:
-            resend = transaction.on_timer(now)
-            if resend is not None:
-                return [SendMessage(resend)]
-            if not transaction.done:
-                return []
-            self._pending.pop(transaction.branch, None)
-            registration.transaction = None
-            if registration.closing:
-                return []
-            return [TransactionTimedOut("REGISTER", transaction.started)] + self._registration_failed(
-                registration, now, FailureReason.TIMEOUT, None
-            )
+        timed = self._transaction_timer(
+            registration,
+            "REGISTER",
+            now,
+            lambda: self._registration_failed(registration, now, FailureReason.TIMEOUT, None),
+        )
+        if timed is not None:
+            return timed
 
         if self._flow is None:
             return []
