@@ -12,11 +12,10 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from agent.config import Config, ConfigError, SipSettings, find_config, load_config
+from agent.config import Config, ConfigError, HttpSettings, find_config, load_config
 
 log = logging.getLogger("ringboard")
 
-LAB_EXTENSIONS = ("201", "202", "203")
 
 # The lab's user: a receptionist, so the page shows every lab extension.
 LAB_USER = "lab"
@@ -108,8 +107,7 @@ def _run_lab(port: int | None) -> int:
     """Start Kamailio, the simulated phones and their traffic, and observe them."""
     from agent.lab import Lab, LabError
     from agent.lab.processes import free_port
-    from agent.raw_config import RawSettings
-    from agent.lookup.settings import lab_settings
+    from agent.lab.agent_config import lab_agent_config
 
     data_dir = Path("var").resolve()
     # Kamailio mirrors its SIP to the agent as HEP, so the page shows callers' display
@@ -122,25 +120,8 @@ def _run_lab(port: int | None) -> int:
     except LabError as error:
         print(f"ringboard: the lab could not start: {error}", file=sys.stderr)
         return 1
-    host, sip_port = lab.sip_address
-    config = Config(
-        sip=SipSettings(
-            server=host,
-            port=sip_port,
-            domain=lab.domain,
-            extensions=LAB_EXTENSIONS,
-            pbx="kamailio",
-            listen_host="127.0.0.1",
-            listen_port=0,
-            user=lab.agent_user,
-            password=lab.agent_password,
-        ),
-        lookup=lab_settings(),
-        raw=RawSettings(sources=("subscribe", "hep"), hep_host="127.0.0.1", hep_port=hep_port, hep_transports=("udp",)),
-    )
-    config = replace(config, agent=replace(config.agent, data_dir=data_dir))
-    if port:
-        config = replace(config, http=replace(config.http, port=port))
+    config = lab_agent_config(lab, data_dir, hep_port, http_port=port or HttpSettings().port)
+
     pin = lab_user_pin(data_dir)
 
     stop_traffic = threading.Event()

@@ -14,7 +14,6 @@ import asyncio
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
@@ -22,14 +21,11 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.cli import LAB_EXTENSIONS  # noqa: E402
-from agent.config import Config, SipSettings  # noqa: E402
+from agent.config import Config  # noqa: E402
 from agent.lab import Lab  # noqa: E402
+from agent.lab.agent_config import lab_agent_config  # noqa: E402
 from agent.lab.processes import free_port  # noqa: E402
-from agent.lookup.settings import lab_settings  # noqa: E402
-from agent.raw_config import RawSettings  # noqa: E402
 from agent.runner import AgentRunner  # noqa: E402
-from agent.users import UserStore  # noqa: E402
 
 CHROMIUM = os.environ.get("RINGBOARD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
@@ -49,24 +45,8 @@ RING_SECONDS = 30.0
 
 
 def lab_config(lab: Lab, data_dir: Path, hep_port: int) -> Config:
-    """Return the agent's configuration for the lab, as `ringboard run` builds it (on a free HTTP port)."""
-    host, sip_port = lab.sip_address
-    config = Config(
-        sip=SipSettings(
-            server=host,
-            port=sip_port,
-            domain=lab.domain,
-            extensions=LAB_EXTENSIONS,
-            pbx="kamailio",
-            listen_host="127.0.0.1",
-            listen_port=0,
-            user=lab.agent_user,
-            password=lab.agent_password,
-        ),
-        lookup=lab_settings(),
-        raw=RawSettings(sources=("subscribe", "hep"), hep_host="127.0.0.1", hep_port=hep_port, hep_transports=("udp",)),
-    )
-    return replace(config, agent=replace(config.agent, data_dir=data_dir), http=replace(config.http, host="127.0.0.1", port=0))
+    """Return the agent's configuration for the lab, as `ringboard run` builds it, on a free HTTP port."""
+    return lab_agent_config(lab, data_dir, hep_port, http_port=0)
 
 
 def add_receptionist(runner: AgentRunner) -> str:

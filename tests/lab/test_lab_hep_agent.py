@@ -22,12 +22,10 @@ from typing import Any
 import pytest
 import websockets
 
-from agent.config import AgentSettings, Config, HttpSettings, SipSettings
 from agent.lab import Lab
+from agent.lab.agent_config import LAB_EXTENSIONS, lab_agent_config
 from agent.lab.calls import CallHandle
 from agent.lab.processes import free_port
-from agent.lookup.settings import lab_settings
-from agent.raw_config import RawSettings
 from agent.runner import AgentRunner
 from tests.support.pairing import paired_device
 
@@ -40,7 +38,7 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 
-EXTENSIONS = ("201", "202", "203")
+EXTENSIONS = LAB_EXTENSIONS
 CALLER = "+41441234567"
 CALLER_NAME = "Max Muster"
 
@@ -120,17 +118,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, hep_port: int) -> Iterator[Lab
 
 @pytest.fixture
 async def page(lab: Lab, hep_port: int, tmp_path: Path) -> AsyncIterator[Page]:
-    host, sip_port = lab.sip_address
-    config = Config(
-        agent=AgentSettings(data_dir=tmp_path),
-        http=HttpSettings(port=0),
-        sip=SipSettings(
-            server=host, port=sip_port, domain=lab.domain, extensions=EXTENSIONS, pbx="kamailio",
-            listen_host="127.0.0.1", listen_port=0, user=lab.agent_user, password=lab.agent_password,
-        ),
-        lookup=lab_settings(),
-        raw=RawSettings(sources=("subscribe", "hep"), hep_host="127.0.0.1", hep_port=hep_port, hep_transports=("udp",)),
-    )
+    config = lab_agent_config(lab, tmp_path, hep_port, http_port=0)
     runner = AgentRunner(config)
     url = await runner.start()
     try:
