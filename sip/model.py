@@ -13,7 +13,7 @@ from enum import StrEnum
 
 
 class Direction(StrEnum):
-    """Who placed the call, as seen from the monitored extension."""
+    """The party that placed the call, seen from the monitored extension."""
 
     INBOUND = "inbound"
     OUTBOUND = "outbound"
@@ -22,7 +22,7 @@ class Direction(StrEnum):
 
 
 class CallState(StrEnum):
-    """Where the call stands now."""
+    """The call's current state."""
 
     RINGING = "ringing"
     CONNECTED = "connected"
@@ -31,7 +31,7 @@ class CallState(StrEnum):
 
 
 class Outcome(StrEnum):
-    """How an ended call ended for the monitored extension."""
+    """The way an ended call ended for the monitored extension."""
 
     ANSWERED = "answered"
     MISSED = "missed"
@@ -97,15 +97,18 @@ class Call:
         """Return an independent copy, so later changes do not alter emitted events."""
         # A plain constructor call: dataclasses.replace looks every field up by name and
         # was the tracker's largest single cost.
+        # Keywords keep the copy right if fields are added or reordered.
         return Call(
-            self.id, self.extension, self.direction, self.state, self.started_at, self.remote, self.called,
-            self.answered_at, self.ended_at, self.outcome, self.confidence, self.outcome_reason,
-            self.answered_by, self.transferred_to, self.referred_by, self.sip_call_id,
+            id=self.id, extension=self.extension, direction=self.direction, state=self.state,
+            started_at=self.started_at, remote=self.remote, called=self.called, answered_at=self.answered_at,
+            ended_at=self.ended_at, outcome=self.outcome, confidence=self.confidence,
+            outcome_reason=self.outcome_reason, answered_by=self.answered_by, transferred_to=self.transferred_to,
+            referred_by=self.referred_by, sip_call_id=self.sip_call_id,
         )
 
     @property
     def duration_seconds(self) -> float | None:
-        """Talk time: from answer to end (or to now for a live call is left to the reader)."""
+        """Talk time in seconds, from the answer to the end; None until the call was answered and ended."""
         if self.answered_at is None or self.ended_at is None:
             return None
         return (self.ended_at - self.answered_at).total_seconds()

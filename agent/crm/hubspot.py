@@ -252,7 +252,12 @@ class HubSpotConnector(CrmConnector):
                 for item in items
                 if isinstance(item, dict) and item.get("label") and item.get("id")
             }
-        label = CONNECTED if call.connected else BUSY if call.outcome == "busy" else NO_ANSWER
+        if call.connected:
+            label = CONNECTED
+        elif call.outcome == "busy":
+            label = BUSY
+        else:
+            label = NO_ANSWER
         return self._dispositions.get(label)
 
 
